@@ -1,0 +1,129 @@
+"""Reproducible perturbations from a shared noise table.
+
+Following Salimans et al. (2017), "Evolution Strategies as a Scalable Alternative to
+Reinforcement Learning", every process holds the same block of standard normal
+noise, generated from the run seed. A perturbation ``eps_i`` is a slice of that
+table at an offset drawn from ``(seed, generation, pair)``, so member ``i`` of
+generation ``g`` can be rebuilt anywhere from those integers alone, and workers
+exchange only seeds and scalars.
+
+With antithetic (mirrored) sampling, members ``2k`` and ``2k + 1`` share the slice
+``eps_k`` with signs ``+1`` and ``-1``; an odd population's last member is unpaired.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+_MASK64 = (1 << 64) - 1
+_TABLE_CACHE: dict[tuple[int, int, str, torch.dtype], torch.Tensor] = {}
+_TABLE_LOCK = threading.Lock()
+
+
+def mix_seed(*values: int) -> int:
+    """Hash integers into one 63-bit seed (splitmix64 finaliser, chained)."""
+    state = 0x9E3779B97F4A7C15
+    for value in values:
+        state = (state ^ (int(value) & _MASK64)) & _MASK64
+        state = (state + 0x9E3779B97F4A7C15) & _MASK64
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        state = z ^ (z >> 31)
+    return state & ((1 << 63) - 1)
+
+
+def default_table_size(dim: int) -> int:
+    """Table length for a ``dim``-dimensional search: at least 2**20 and ``2 * dim``,
+    and 32 * dim up to 2**25 floats (128 MB in float32)."""
+    return max(1 << 20, 2 * dim, min(32 * dim, 1 << 25))
+
+
+class NoiseTable:
+    """A block of ``size`` i.i.d. N(0, 1) values generated on the CPU from ``seed``.
+
+    The block is generated once per process (and cached), on the CPU so it is
+    bit-identical on every machine, then moved to ``device``. Pickling a table sends
+    only its description, never its values.
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        size: int,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if size < 2:
+            raise ValueError(f"noise table size must be >= 2, got {size}")
+        self.seed = int(seed)
+        self.size = int(size)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self._values: torch.Tensor | None = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_values"] = None
+        return state
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The table itself, generated on first use."""
+        if self._values is None:
+            key = (self.seed, self.size, str(self.device), self.dtype)
+            with _TABLE_LOCK:
+                values = _TABLE_CACHE.get(key)
+                if values is None:
+                    generator = torch.Generator().manual_seed(mix_seed(self.seed, 0x7AB1E))
+                    values = torch.randn(self.size, generator=generator, dtype=torch.float32)
+                    values = values.to(device=self.device, dtype=self.dtype)
+                    _TABLE_CACHE.clear()  # one table per process is the common case
+                    _TABLE_CACHE[key] = values
+            self._values = values
+        return self._values
+
+    def offsets(self, generation: int, count: int, dim: int) -> torch.Tensor:
+        """The ``count`` slice offsets of ``generation``: int64 on the CPU."""
+        if dim > self.size:
+            raise ValueError(f"noise table of size {self.size} is smaller than dim {dim}")
+        generator = torch.Generator().manual_seed(mix_seed(self.seed, generation))
+        return torch.randint(0, self.size - dim + 1, (count,), generator=generator)
+
+    def slice(self, offset: int, dim: int) -> torch.Tensor:
+        """The perturbation starting at ``offset`` (a view, no copy)."""
+        return self.values[offset : offset + dim]
+
+    def gather(self, offsets: torch.Tensor, dim: int) -> torch.Tensor:
+        """Stack the slices at ``offsets`` into a ``(len(offsets), dim)`` matrix."""
+        windows = self.values.unfold(0, dim, 1)  # (size - dim + 1, dim) view, stride 1
+        return windows.index_select(0, offsets.to(self.device))
+
+    def weighted_sum(self, offsets: torch.Tensor, weights: torch.Tensor, dim: int) -> torch.Tensor:
+        """``sum_k weights[k] * slice(offsets[k])`` without materialising the matrix.
+
+        Small problems use one gather and ``mv``; large ones accumulate slice by slice,
+        so memory stays O(dim) and time is bound by reading the slices once.
+        """
+        weights = weights.to(device=self.device, dtype=self.dtype)
+        if len(offsets) * dim <= 1 << 22:
+            return self.gather(offsets, dim).T.mv(weights)
+        total = self.values.new_zeros(dim)
+        for offset, weight in zip(offsets.tolist(), weights.tolist()):
+            if weight != 0.0:
+                total.add_(self.slice(offset, dim), alpha=weight)
+        return total
+
+
+def pair_index(member: int, antithetic: bool) -> tuple[int, float]:
+    """The noise slice (pair) of ``member`` and its sign."""
+    if antithetic:
+        return member // 2, (1.0 if member % 2 == 0 else -1.0)
+    return member, 1.0
+
+
+def num_pairs(population_size: int, antithetic: bool) -> int:
+    """How many noise slices a population of ``population_size`` uses."""
+    return (population_size + 1) // 2 if antithetic else population_size

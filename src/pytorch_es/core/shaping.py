@@ -1,0 +1,72 @@
+"""Fitness shaping: rewards -> utilities, all with the signature ``f(rewards) -> Tensor``.
+
+Every function returns a tensor of the same shape whose entries sum to zero, so a
+population with all-equal rewards yields a zero update (never NaN), and the
+gradient estimate ``1/(N sigma) sum_i u_i eps_i`` is invariant to adding a constant
+to every reward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+FitnessShaping = Callable[[torch.Tensor], torch.Tensor]
+
+
+def centered_ranks(rewards: torch.Tensor) -> torch.Tensor:
+    """Ranks mapped linearly onto [-0.5, 0.5]; tied rewards share their mean rank.
+
+    Salimans et al. (2017), section 2.2; evosax ``centered_rank_trafo``.
+    """
+    n = rewards.numel()
+    if n < 2:
+        return torch.zeros_like(rewards, dtype=torch.float64)
+    flat = rewards.reshape(-1).to(torch.float64)
+    _, inverse, counts = torch.unique(flat, sorted=True, return_inverse=True, return_counts=True)
+    # Ranks 0..n-1 in sorted order; a group of c ties starting at rank s gets s + (c-1)/2.
+    starts = torch.cumsum(counts, 0) - counts
+    mean_rank = starts.to(torch.float64) + (counts.to(torch.float64) - 1) / 2
+    ranks = mean_rank[inverse]
+    return (ranks / (n - 1) - 0.5).reshape(rewards.shape)
+
+
+def z_score(rewards: torch.Tensor) -> torch.Tensor:
+    """``(r - mean) / std`` (population std), the original PyTorch-ES shaping.
+
+    All-equal rewards give zeros instead of the original's 0/0 = NaN.
+    """
+    flat = rewards.to(torch.float64)
+    centered = flat - flat.mean()
+    std = flat.std(unbiased=False)
+    if not torch.isfinite(std) or std <= 1e-12 * max(1.0, float(flat.abs().max())):
+        return torch.zeros_like(centered)
+    return centered / std
+
+
+def raw(rewards: torch.Tensor) -> torch.Tensor:
+    """Raw rewards minus their mean: the baseline keeps the expected gradient and
+    makes all-equal rewards a zero update."""
+    flat = rewards.to(torch.float64)
+    return flat - flat.mean()
+
+
+FITNESS_SHAPINGS: dict[str, FitnessShaping] = {
+    "centered_ranks": centered_ranks,
+    "z_score": z_score,
+    "raw": raw,
+}
+
+
+def get_fitness_shaping(shaping: str | FitnessShaping) -> FitnessShaping:
+    """Look up a shaping by name, or pass a callable through."""
+    if callable(shaping):
+        return shaping
+    try:
+        return FITNESS_SHAPINGS[shaping]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"fitness_shaping must be one of {sorted(FITNESS_SHAPINGS)} or a callable, "
+            f"got {shaping!r}"
+        ) from None
