@@ -19,11 +19,20 @@ ParametersLike = nn.Module | Iterable[torch.Tensor]
 def as_parameter_list(parameters: ParametersLike, name: str = "parameters") -> list[torch.Tensor]:
     """Return ``parameters`` as a validated list of floating-point tensors.
 
-    Accepts an ``nn.Module`` (its ``parameters()``) or an iterable of tensors. Raises
+    Accepts an ``nn.Module`` (its ``parameters()``), a Keras 3 model on the torch
+    backend (its ``trainable_weights``, in Keras order) or an iterable of tensors. Raises
     ``TypeError``/``ValueError`` naming ``name`` for an empty list, a non-tensor, an
     integer or complex tensor, or tensors on different devices.
     """
-    if isinstance(parameters, nn.Module):
+    if _is_keras_layer(parameters):
+        # A Keras 3 model is an nn.Module on the torch backend, but its parameters()
+        # come sorted by name and include non-trainable state (BatchNorm statistics).
+        tensors = list(parameters.trainable_weights)
+        if not tensors:
+            raise ValueError(
+                f"{name}: the Keras model has no trainable weights (build it first, e.g. with keras.Input)"
+            )
+    elif isinstance(parameters, nn.Module):
         tensors = list(parameters.parameters())
     elif isinstance(parameters, torch.Tensor):
         tensors = [parameters]
@@ -52,6 +61,13 @@ def as_parameter_list(parameters: ParametersLike, name: str = "parameters") -> l
     if len(devices) > 1:
         raise ValueError(f"{name} are on several devices {sorted(map(str, devices))}; expected one")
     return tensors
+
+
+def _is_keras_layer(obj: object) -> bool:
+    """Whether ``obj`` is a Keras 3 layer or model (checked without importing keras)."""
+    return hasattr(obj, "trainable_weights") and any(
+        cls.__module__.split(".")[0] == "keras" for cls in type(obj).__mro__
+    )
 
 
 def _unwrap(tensor: object) -> object:
@@ -91,13 +107,14 @@ def unflatten(vector: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.
     ]
 
 
-def write_back(vector: torch.Tensor, parameters: Sequence[torch.Tensor]) -> None:
+def write_back(vector: torch.Tensor, parameters: ParametersLike) -> None:
     """Copy ``vector`` into ``parameters`` in place.
 
     ``nn.utils.vector_to_parameters`` rebinds each ``param.data`` to a view of the
     vector, which would silently alias the model with the strategy's buffer; an
     in-place ``copy_`` keeps the model's own storage, dtype and device.
     """
+    parameters = as_parameter_list(parameters)
     with torch.no_grad():
         for param, chunk in zip(parameters, unflatten(vector.to(parameters[0].device), parameters)):
             param.copy_(chunk)

@@ -36,6 +36,7 @@ class Population:
     size: int
     antithetic: bool = True
     _offsets: torch.Tensor | None = field(default=None, repr=False)
+    _offset_list: list[int] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return self.size
@@ -52,6 +53,13 @@ class Population:
             self._offsets = self.noise.offsets(self.generation, count, self.dim)
         return self._offsets
 
+    def _slice(self, index: int) -> tuple[torch.Tensor, float]:
+        """The unsigned noise slice of member ``index`` and its sign."""
+        if self._offset_list is None:
+            self._offset_list = self.offsets.tolist()
+        pair, sign = pair_index(self._check(index), self.antithetic)
+        return self.noise.slice(self._offset_list[pair], self.dim), sign
+
     def _check(self, index: int) -> int:
         if not 0 <= index < self.size:
             raise IndexError(f"member index {index} out of range for a population of {self.size}")
@@ -59,14 +67,12 @@ class Population:
 
     def epsilon(self, index: int) -> torch.Tensor:
         """The signed unit perturbation ``s_i * eps_{k(i)}`` of member ``index``."""
-        pair, sign = pair_index(self._check(index), self.antithetic)
-        eps = self.noise.slice(int(self.offsets[pair]), self.dim)
+        eps, sign = self._slice(index)
         return eps if sign > 0 else -eps
 
     def member(self, index: int) -> torch.Tensor:
         """Member ``index`` as a new flat parameter vector."""
-        pair, sign = pair_index(self._check(index), self.antithetic)
-        eps = self.noise.slice(int(self.offsets[pair]), self.dim)
+        eps, sign = self._slice(index)
         return self.center.add(eps.to(self.center.dtype), alpha=sign * self.sigma)
 
     def members(self, indices: Sequence[int] | None = None) -> torch.Tensor:

@@ -118,12 +118,14 @@ class GenerationResult:
 
 def combine(evaluations: Sequence[Evaluation], size: int) -> GenerationResult:
     """Put evaluations of disjoint index sets back into member order."""
-    rewards = torch.full((size,), float("nan"), dtype=torch.float64)
+    values: list[float | None] = [None] * size
     for evaluation in evaluations:
-        rewards[evaluation.indices] = evaluation.rewards
-    missing = torch.isnan(rewards).nonzero().flatten().tolist()
+        for index, reward in zip(evaluation.indices, evaluation.rewards.tolist()):
+            values[index] = reward
+    missing = [i for i, value in enumerate(values) if value is None]
     if missing:
         raise RuntimeError(f"members {missing[:10]} were not evaluated")
+    rewards = torch.tensor(values, dtype=torch.float64)
     steps = sum(e.env_steps for e in evaluations)
     return GenerationResult(rewards, steps, list(evaluations))
 

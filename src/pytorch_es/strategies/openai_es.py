@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch._dynamo  # noqa: F401  (see below)
 from torch.optim import Optimizer
 
 from pytorch_es.core.noise import NoiseTable, default_table_size, num_pairs
@@ -26,6 +27,10 @@ from pytorch_es.core.population import Population
 from pytorch_es.core.shaping import FitnessShaping, get_fitness_shaping
 from pytorch_es.strategies.base import Strategy, as_reward_tensor
 from pytorch_es.strategies.clipup import ClipUp
+
+# torch.optim.Optimizer.__init__ imports torch._dynamo lazily on first use (about 2 s
+# here); importing it with this module pays that one-off cost at import time rather
+# than inside the first generation of a run.
 
 OptimizerFactory = Callable[[list[torch.Tensor]], Optimizer]
 

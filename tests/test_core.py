@@ -1,0 +1,129 @@
+"""Pure core: flat parameters, the noise table, populations, fitness shaping."""
+
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from pytorch_es.core import (
+    NoiseTable,
+    Population,
+    as_parameter_list,
+    centered_ranks,
+    flatten,
+    raw,
+    unflatten,
+    write_back,
+    z_score,
+)
+from pytorch_es.core.noise import default_table_size, mix_seed
+
+
+def test_flatten_and_write_back_round_trip_in_place():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    storages = [p.data_ptr() for p in model.parameters()]
+    vector = flatten(model)
+    assert vector.shape == (3 * 4 + 4 + 4 * 2 + 2,)
+    write_back(torch.arange(vector.numel(), dtype=torch.float32), model)
+    assert [p.data_ptr() for p in model.parameters()] == storages  # same storage, no rebinding
+    assert torch.equal(flatten(model), torch.arange(vector.numel(), dtype=torch.float32))
+    # the vector passed in is not aliased by the model
+    source = torch.zeros(vector.numel())
+    write_back(source, model)
+    source += 1
+    assert float(flatten(model).abs().sum()) == 0.0
+
+
+def test_mixed_dtypes_promote_and_convert_back():
+    params = [torch.ones(2, 2, dtype=torch.float32), torch.full((3,), 2.0, dtype=torch.float64)]
+    vector = flatten(params)
+    assert vector.dtype == torch.float64
+    views = unflatten(vector * 3, params)
+    assert [v.dtype for v in views] == [torch.float32, torch.float64]
+    write_back(vector * 3, params)
+    assert params[0].dtype == torch.float32 and float(params[0][0, 0]) == 3.0
+    assert float(params[1][0]) == 6.0
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ([], "empty"),
+        ([torch.ones(2), "x"], r"parameters\[1\] must be a torch.Tensor"),
+        ([torch.ones(2, dtype=torch.int64)], "floating-point"),
+        (42, "nn.Module or a list of tensors"),
+    ],
+)
+def test_bad_parameters_are_named(bad, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        as_parameter_list(bad)
+
+
+def test_unflatten_wrong_size_says_both_sizes():
+    with pytest.raises(ValueError, match="5 elements but the parameters have 6"):
+        unflatten(torch.zeros(5), [torch.zeros(2, 3)])
+
+
+def test_noise_table_is_reproducible_and_pickles_without_values():
+    a = NoiseTable(seed=7, size=1 << 16)
+    b = NoiseTable(seed=7, size=1 << 16)
+    assert torch.equal(a.values, b.values)
+    assert not torch.equal(a.values, NoiseTable(seed=8, size=1 << 16).values)
+    payload = pickle.dumps(a)
+    assert len(payload) < 1000  # the description only, never the 256 kB of values
+    assert torch.equal(pickle.loads(payload).values, a.values)
+    assert torch.equal(a.offsets(3, 10, 100), b.offsets(3, 10, 100))
+    assert not torch.equal(a.offsets(3, 10, 100), a.offsets(4, 10, 100))
+
+
+def test_noise_is_standard_normal():
+    values = NoiseTable(seed=0, size=1 << 20).values
+    assert abs(float(values.mean())) < 0.01
+    assert abs(float(values.std()) - 1.0) < 0.01
+
+
+def test_default_table_size_exceeds_dim():
+    for dim in (1, 10_000, 1_000_000, 50_000_000):
+        assert default_table_size(dim) > dim
+    assert mix_seed(1, 2) != mix_seed(2, 1)
+
+
+def make_population(size=7, dim=50, antithetic=True, generation=3):
+    center = torch.linspace(-1, 1, dim)
+    return Population(center, 0.5, NoiseTable(11, 4096), generation, size, antithetic)
+
+
+def test_member_is_rebuilt_from_seed_generation_and_index_alone():
+    population = make_population()
+    rebuilt = pickle.loads(pickle.dumps(population))  # as a remote worker would
+    for i in range(len(population)):
+        assert torch.equal(population.member(i), rebuilt.member(i))
+    assert torch.allclose(population.members(), torch.stack([population.member(i) for i in range(7)]))
+
+
+def test_antithetic_pairs_mirror_and_odd_member_is_unpaired():
+    population = make_population(size=7)
+    for k in range(3):
+        assert torch.equal(population.epsilon(2 * k), -population.epsilon(2 * k + 1))
+    assert len(population.offsets) == 4  # three pairs and one unpaired member
+    plain = make_population(size=7, antithetic=False)
+    assert len(plain.offsets) == 7
+    with pytest.raises(IndexError, match="member index 7"):
+        population.member(7)
+
+
+def test_centered_ranks_handle_ties_and_constant_rewards():
+    ranks = centered_ranks(torch.tensor([3.0, 1.0, 2.0, 2.0]))
+    assert torch.allclose(ranks, torch.tensor([0.5, -0.5, 0.0, 0.0], dtype=torch.float64))
+    assert float(ranks.sum()) == 0.0
+    for shaping in (centered_ranks, z_score, raw):
+        out = shaping(torch.full((6,), 4.2))
+        assert torch.isfinite(out).all() and float(out.abs().sum()) == 0.0
+
+
+def test_z_score_matches_the_original_formula():
+    rewards = torch.tensor([1.0, 5.0, 2.0, 8.0], dtype=torch.float64)
+    expected = (rewards - rewards.mean()) / rewards.std(unbiased=False)
+    assert torch.allclose(z_score(rewards), expected)
+    assert torch.allclose(raw(rewards), rewards - rewards.mean())
