@@ -22,8 +22,9 @@ from functools import partial
 import gymnasium as gym
 import numpy as np
 import torch
-from pytorch_es import EvolutionModule
 from torch import nn
+
+from pytorch_es import EvolutionModule
 
 STEPS = [0]
 

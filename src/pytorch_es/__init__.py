@@ -28,8 +28,8 @@ __version__ = "0.2.0"
 __all__ = [
     "BatchFunctionProblem",
     "ClipUp",
-    "EvolutionModule",
     "Evaluator",
+    "EvolutionModule",
     "FunctionProblem",
     "MemberEvaluationError",
     "NoiseTable",

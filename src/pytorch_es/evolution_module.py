@@ -20,15 +20,24 @@ from pytorch_es.core.population import Population
 from pytorch_es.core.shaping import FitnessShaping
 from pytorch_es.evaluation.base import Evaluator, FunctionProblem, MemberEvaluationError
 from pytorch_es.evaluation.threads import ThreadEvaluator
-from pytorch_es.io import check_output_path, save_weights
+from pytorch_es.io import WEIGHTS_FORMAT, check_output_path, save_state
 from pytorch_es.strategies.base import check_reward
 from pytorch_es.strategies.openai_es import (
     OpenAIES,
     OptimizerFactory,
     check_decay,
-    check_positive,
     check_population_size,
+    check_positive,
 )
+from pytorch_es.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    CheckpointError,
+    config_differences,
+    keep_previous_copy,
+    load_checkpoint,
+)
+from pytorch_es.training.loop import load_rng_state, rng_state
 
 RewardFunction = Callable[..., float]
 
@@ -56,8 +65,7 @@ class WeightListProblem(FunctionProblem):
         self.like = [torch.empty(t.shape, dtype=t.dtype, device="meta") for t in like]
 
     def evaluate_member(self, population: Population, index: int) -> float:
-        member = population.member(index)
-        weights = [w.to(t.dtype) for w, t in zip(unflatten(member, self.like), self.like)]
+        weights = unflatten(population.member(index), self.like)
         try:
             value = self.function(weights)
         except Exception as error:  # re-raised with the member index
@@ -86,8 +94,11 @@ class EvolutionModule:
         cuda: keep noise and updates on the GPU (or pass ``device=``).
         reward_goal, consecutive_goal_stopping: stop after that many consecutive test
             runs scored at or above the goal (both must be given).
-        save_path: write the weights at each test run (atomically; load them with
-            ``pytorch_es.load_weights``).
+        save_path: write the weights at each test run and when ``run`` ends (atomically;
+            load them with ``pytorch_es.load_weights``). The file is also a checkpoint
+            (strategy and optimizer state, generation, RNG states): continue an
+            interrupted run with :meth:`load_checkpoint`. The file it replaces is kept as
+            ``<name>.prev<suffix>`` (e.g. ``weights.prev.p``).
         seed: makes the run reproducible. antithetic: mirrored sampling (default True).
         fitness_shaping: ``"z_score"`` (the original's, default), ``"centered_ranks"``,
             ``"raw"`` or a callable. optimizer: ``"sgd"`` (the original rule,
@@ -162,6 +173,21 @@ class EvolutionModule:
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.strategy.optimizer, gamma=decay)
         self.problem = WeightListProblem(reward_function, self.weights)
         self.iteration = 0
+        self._config = {
+            "shapes": [list(t.shape) for t in self.weights],
+            "population_size": population_size,
+            "sigma": float(sigma),
+            "learning_rate": float(learning_rate),
+            "decay": float(decay),
+            "sigma_decay": float(sigma_decay),
+            "antithetic": bool(antithetic),
+            "fitness_shaping": fitness_shaping if isinstance(fitness_shaping, str) else "callable",
+            "optimizer": optimizer if isinstance(optimizer, str) else "callable",
+        }
+        self._run_start: int | None = None  # iteration at which the current run() began
+        self._resumed_run_start: int | None = None
+        self._consistent = True
+        self._saved_iteration: int | None = None
 
     @property
     def population_size(self) -> int:
@@ -185,10 +211,12 @@ class EvolutionModule:
         """One iteration: evaluate the population, update, decay lr and sigma once."""
         population = self.strategy.ask()
         result = self.evaluator.evaluate(population, self.problem)
+        self._consistent = False
         stats = self.strategy.tell(result.rewards)
         self.scheduler.step()
         write_back(self.strategy.center, self.weights)
         self.iteration += 1
+        self._consistent = True
         rewards = result.rewards
         return {**stats, "reward_mean": float(rewards.mean()), "reward_max": float(rewards.max())}
 
@@ -208,20 +236,34 @@ class EvolutionModule:
         for name, value, low in (("iterations", iterations, 0), ("print_step", print_step, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        # After load_checkpoint, the interrupted run() continues where it stopped.
+        start = self.iteration if self._resumed_run_start is None else self._resumed_run_start
+        self._resumed_run_start = None
+        self._run_start = start
+        finished = False
         try:
-            for _ in range(iterations):
+            while self.iteration < start + iterations:
                 self.step()
                 if self.iteration % print_step == 0 and self._test_and_check_goal():
                     break
+            finished = True
         finally:
-            self.evaluator.close()
+            try:
+                if finished:  # a checkpoint of a finished run: the next run() starts afresh
+                    self._run_start = None
+                unsaved = self._saved_iteration != self.iteration
+                if self.save_path is not None and self._consistent and (finished or unsaved):
+                    # re-saving the same iteration (now marked finished) keeps the older previous
+                    self.save_checkpoint(keep_previous=unsaved)
+            finally:
+                self.evaluator.close()
         return self.weights
 
     def _test_and_check_goal(self) -> bool:
         test_reward = self.test()
         print("iter %d. reward: %f" % (self.iteration, test_reward))
         if self.save_path is not None:
-            save_weights(self.save_path, self.weights)
+            self.save_checkpoint()
         if self.reward_goal is not None and self.consecutive_goal_stopping is not None:
             if test_reward >= self.reward_goal:
                 self.consecutive_goal_count += 1
@@ -229,3 +271,76 @@ class EvolutionModule:
                 self.consecutive_goal_count = 0
             return self.consecutive_goal_count >= self.consecutive_goal_stopping
         return False
+
+    # ------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything to continue bit-identically (strategy, optimizer, lr schedule,
+        iteration and goal counters, global RNG states)."""
+        return {
+            "strategy": self.strategy.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "iteration": self.iteration,
+            "run_start": self.iteration if self._run_start is None else self._run_start,
+            "consecutive_goal_count": self.consecutive_goal_count,
+            "rng": rng_state(),
+        }
+
+    def save_checkpoint(
+        self, path: str | os.PathLike[str] | None = None, *, keep_previous: bool = True
+    ) -> os.PathLike[str]:
+        """Write the weights and a checkpoint to ``path`` (default ``save_path``), atomically,
+        keeping the file it replaces as ``<name>.prev<suffix>``.
+
+        The file holds ``{"format": "pytorch-es/weights", "tensors": [...], "checkpoint":
+        {...}}``: :func:`pytorch_es.load_weights` reads its weights, :meth:`load_checkpoint`
+        the whole state.
+        """
+        target = self.save_path if path is None else check_output_path(path, "path")
+        if target is None:
+            raise ValueError("save_checkpoint needs a path (or save_path= in the constructor)")
+        payload = {
+            "format": WEIGHTS_FORMAT,
+            "tensors": [t.detach().cpu().clone() for t in self.weights],
+            "checkpoint": {
+                "format": CHECKPOINT_FORMAT,
+                "version": CHECKPOINT_VERSION,
+                "config": dict(self._config),
+                "state": self.state_dict(),
+            },
+        }
+        if keep_previous:
+            keep_previous_copy(target)
+        save_state(target, payload)
+        self._saved_iteration = self.iteration
+        return target
+
+    def load_checkpoint(self, path: str | os.PathLike[str] | None = None) -> int:
+        """Continue from a file written through ``save_path`` (default: ``save_path``).
+
+        Restores the parameters, strategy, optimizer, learning-rate schedule, goal
+        counter and RNG states; the next ``run(iterations)`` finishes the interrupted
+        ``run`` call (up to its ``iterations``), so with a fixed seed and a
+        deterministic reward function the result equals an uninterrupted run.
+        Returns the iteration it continues from. Raises
+        :class:`~pytorch_es.training.CheckpointError` naming the file if it is
+        corrupted, unsafe, or made with other settings (the message lists them).
+        """
+        source = self.save_path if path is None else path
+        if source is None:
+            raise ValueError("load_checkpoint needs a path (or save_path= in the constructor)")
+        payload = load_checkpoint(source, key="checkpoint")
+        differences = config_differences(payload["config"], self._config)
+        if differences:
+            raise CheckpointError(
+                f"checkpoint {str(source)!r} was made with other settings: " + "; ".join(differences)
+            )
+        state = payload["state"]
+        self.strategy.load_state_dict(state["strategy"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        write_back(self.strategy.center, self.weights)
+        self.iteration = int(state["iteration"])
+        self._resumed_run_start = int(state["run_start"])
+        self.consecutive_goal_count = int(state["consecutive_goal_count"])
+        load_rng_state(state["rng"])
+        self._saved_iteration = self.iteration
+        return self.iteration

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 WEIGHTS_FORMAT = "pytorch-es/weights"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 class UnsafeOrCorruptFileError(ValueError):
@@ -45,6 +47,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(handle, "wb") as file:
+            os.fchmod(file.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; use the usual mode
             write(file)
             file.flush()
             os.fsync(file.fileno())
@@ -60,6 +63,12 @@ def save_state(path: str | os.PathLike[str], state: Any) -> Path:
     return atomic_write(path, lambda file: torch.save(state, file))
 
 
+def _first_line(error: BaseException) -> str:
+    """The first line of an error message, or its type for an empty one (e.g. ``EOFError()``)."""
+    lines = str(error).splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 def load_state(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Any:
     """Load what :func:`save_state` wrote, refusing anything that would run code."""
     path = Path(path)
@@ -70,11 +79,11 @@ def load_state(path: str | os.PathLike[str], map_location: str | torch.device = 
     except pickle.UnpicklingError as error:
         raise UnsafeOrCorruptFileError(
             f"{str(path)!r} was refused: it is not a plain tensor file "
-            f"(it may carry code, or be corrupted): {str(error).splitlines()[0]}"
+            f"(it may carry code, or be corrupted): {_first_line(error)}"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
         raise UnsafeOrCorruptFileError(
-            f"{str(path)!r} is truncated or corrupted: {str(error).splitlines()[0]}"
+            f"{str(path)!r} is truncated or corrupted: {_first_line(error)}"
         ) from None
 
 

@@ -60,10 +60,10 @@ class Problem(ABC):
         """State a remote copy needs each generation (e.g. normaliser statistics)."""
         return None
 
-    def load_worker_state(self, state: Any) -> None:
+    def load_worker_state(self, state: Any) -> None:  # noqa: B027 (optional hook)
         """Install what :meth:`worker_state` returned, on a worker's copy."""
 
-    def merge(self, evaluations: Sequence[Evaluation]) -> None:
+    def merge(self, evaluations: Sequence[Evaluation]) -> None:  # noqa: B027 (optional hook)
         """Fold the payloads of one generation's evaluations into the driver's copy."""
 
 
@@ -136,7 +136,7 @@ class Evaluator(ABC):
     @abstractmethod
     def evaluate(self, population: Population, problem: Problem) -> GenerationResult: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook)
         """Release workers. Idempotent."""
 
     def __enter__(self) -> Evaluator:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch._dynamo  # noqa: F401  (see below)
+import torch._dynamo
 from torch.optim import Optimizer
 
 from pytorch_es.core.noise import NoiseTable, default_table_size, num_pairs

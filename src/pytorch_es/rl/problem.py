@@ -1,0 +1,455 @@
+"""``GymProblem``: score population members by their return in a Gymnasium env.
+
+Member ``i`` of generation ``g`` plays ``episodes_per_member`` episodes; episode ``e``
+starts from env seed ``mix_seed(run_seed, g, ENV_SEED_TAG, e) % 2**31``, the same for
+every member (common random numbers: members are compared on the same starts), and a
+function of ``(run seed, generation)`` only, so a member's reward never depends on
+which worker evaluated it. Its reward is the mean return over its episodes.
+
+All members (times episodes) step together through one batch of sub-envs with one
+batched policy forward per step (see :mod:`pytorch_es.rl.rollout`). Envs are created
+lazily and dropped when pickled, so a problem can be shipped to process or Ray
+workers and evaluated on any chunk of member indices.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from pytorch_es.core.noise import mix_seed
+from pytorch_es.core.population import Population
+from pytorch_es.evaluation.base import Evaluation, Problem
+from pytorch_es.rl.envs import (
+    Batch,
+    check_env_id,
+    env_spaces,
+    make_batch,
+    make_env,
+    max_episode_steps,
+)
+from pytorch_es.rl.normalization import ObservationNormalizer
+from pytorch_es.rl.policies import Policy, make_policy, policy_from_config
+from pytorch_es.rl.rollout import rollout_batch, run_episode
+
+__all__ = [
+    "ENV_SEED_TAG",
+    "POLICY_FORMAT",
+    "GymProblem",
+    "LoadedPolicy",
+    "episode_seeds",
+    "evaluate_policy",
+    "from_config",
+    "policy_config",
+    "rollout_single",
+]
+
+ENV_SEED_TAG = 0x5EED_E4F
+POLICY_FORMAT = "pytorch-es/policy"
+
+
+def _check_count(name: str, value: int | None, *, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return int(value)
+
+
+def episode_seeds(run_seed: int, generation: int, episodes: int) -> list[int]:
+    """The env seeds of generation ``generation``: one per episode, shared by all members."""
+    return [mix_seed(run_seed, generation, ENV_SEED_TAG, e) % (1 << 31) for e in range(episodes)]
+
+
+def _resolve_max_steps(env_id: str, max_steps: int | None) -> tuple[int, int | None]:
+    """(the rollout's step limit, the TimeLimit to build the env with; None = the spec's)."""
+    spec_limit = max_episode_steps(env_id)
+    if max_steps is None:
+        if spec_limit is None:
+            raise ValueError(f"{env_id} has no step limit (max_episode_steps); pass max_steps")
+        return spec_limit, None
+    if spec_limit is None or max_steps > spec_limit:
+        return max_steps, max_steps
+    return max_steps, None
+
+
+class GymProblem(Problem):
+    """Members of a population are scored by episodes of a policy in ``env_id``.
+
+    Args:
+        env_id: a Gymnasium id whose observations are a ``Box`` and actions ``Discrete``
+            or ``Box`` (checked here, with close names for unknown ids).
+        policy: a :class:`~pytorch_es.rl.policies.Policy`, MLP options
+            (``{"hidden": (64,), "activation": "tanh", "action_mode": "squash"}``),
+            a list of hidden sizes, or ``None`` (per-env default from
+            :mod:`pytorch_es.rl.defaults`).
+        episodes_per_member: episodes per member per generation (rewards are averaged).
+        max_steps: step limit per episode (default the env's ``max_episode_steps``).
+            May be changed between generations (e.g. a short limit early on).
+        obs_norm: running observation normalisation (``None``: the per-env default).
+        obs_clip: normalised observations are clipped to ``±obs_clip``.
+        env_kwargs: extra ``gym.make`` arguments.
+        vectorization: ``"auto"`` (the env's vector entry point if it has one that can be
+            seeded per sub-env, else sync), ``"sync"`` or ``"vector_entry_point"``.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        policy: Policy | dict[str, Any] | Sequence[int] | None = None,
+        *,
+        episodes_per_member: int = 1,
+        max_steps: int | None = None,
+        obs_norm: bool | None = None,
+        obs_clip: float = 5.0,
+        env_kwargs: dict[str, Any] | None = None,
+        vectorization: str = "auto",
+    ) -> None:
+        from pytorch_es.rl.defaults import get_defaults
+
+        self.env_id = check_env_id(env_id)
+        self.env_kwargs = dict(env_kwargs or {})
+        self.observation_space, self.action_space = env_spaces(self.env_id, self.env_kwargs)
+        defaults = get_defaults(self.env_id)
+        if policy is None:
+            policy = {"hidden": defaults.hidden, "activation": defaults.activation}
+        self.policy = make_policy(policy, self.observation_space, self.action_space)
+        self.episodes_per_member = _check_count("episodes_per_member", episodes_per_member)
+        _check_count("max_steps", max_steps, allow_none=True)
+        self._max_steps, self._env_limit = _resolve_max_steps(self.env_id, max_steps)
+        self._max_steps_ceiling = self._max_steps if self._env_limit is not None else max(
+            self._max_steps, max_episode_steps(self.env_id) or 0
+        )
+        if vectorization not in ("auto", "sync", "vector_entry_point"):
+            raise ValueError(
+                f"vectorization must be 'auto', 'sync' or 'vector_entry_point', got {vectorization!r}"
+            )
+        self.vectorization = vectorization
+        obs_norm = defaults.obs_norm if obs_norm is None else bool(obs_norm)
+        self.normalizer = (
+            ObservationNormalizer(self.observation_space.shape, clip=obs_clip) if obs_norm else None
+        )
+        self._batches: dict[int, Batch] = {}
+
+    @property
+    def max_steps(self) -> int:
+        """The step limit per episode; may be lowered (or raised up to the env's limit)
+        between generations, e.g. short episodes early in training."""
+        return self._max_steps
+
+    @max_steps.setter
+    def max_steps(self, value: int) -> None:
+        value = _check_count("max_steps", value)
+        if value > self._max_steps_ceiling:
+            raise ValueError(
+                f"max_steps {value} exceeds the env's step limit {self._max_steps_ceiling}; "
+                "create the problem with a larger max_steps"
+            )
+        self._max_steps = value
+
+    # ---- Problem protocol --------------------------------------------------------------
+
+    def initial_center(self, seed: int = 0) -> torch.Tensor:
+        """The policy's initial parameters (``policy.initial_parameters(seed)``)."""
+        return self.policy.initial_parameters(seed)
+
+    @property
+    def num_parameters(self) -> int:
+        return self.policy.num_parameters
+
+    @property
+    def vectorized(self) -> bool:
+        """True when the env steps all sub-envs in one numpy call (CartPole's vector entry
+        point): one in-process batch is then the fastest backend. Sync envs (Box2D,
+        MuJoCo) step sub-envs one by one and gain from worker processes."""
+        if self.vectorization == "sync":
+            return False
+        from pytorch_es.rl.envs import has_exact_vector_entry_point
+
+        return has_exact_vector_entry_point(self.env_id) and (
+            self.vectorization == "vector_entry_point" or not self.env_kwargs
+        )
+
+    def episode_seeds(self, run_seed: int, generation: int) -> list[int]:
+        return episode_seeds(run_seed, generation, self.episodes_per_member)
+
+    def _batch(self, num_envs: int) -> Batch:
+        batch = self._batches.get(num_envs)
+        if batch is None:
+            if len(self._batches) >= 4:  # keep a few sizes (full population, chunks, tests)
+                self._batches.pop(next(iter(self._batches))).close()
+            batch = make_batch(
+                self.env_id, num_envs, max_steps=self._env_limit,
+                env_kwargs=self.env_kwargs, vectorization=self.vectorization,
+            )
+            self._batches[num_envs] = batch
+        return batch
+
+    def evaluate(self, population: Population, indices: Sequence[int]) -> Evaluation:
+        """Mean return of members ``indices`` over ``episodes_per_member`` episodes each."""
+        indices = [int(i) for i in indices]
+        if not indices:
+            return Evaluation([], torch.zeros(0, dtype=torch.float64))
+        if population.dim != self.policy.num_parameters:
+            raise ValueError(
+                f"population members have {population.dim} parameters, but the "
+                f"{self.policy.describe()} expects {self.policy.num_parameters}"
+            )
+        episodes = self.episodes_per_member
+        members = population.members(indices).detach().to("cpu", torch.float32)
+        if episodes > 1:
+            members = members.repeat_interleave(episodes, dim=0)  # sub-env j = member j // E
+        seeds = self.episode_seeds(population.noise.seed, population.generation) * len(indices)
+        batch = self._batch(len(seeds))
+        stats = self.normalizer.stats(len(seeds)) if self.normalizer is not None else None
+        with torch.inference_mode():
+            result = rollout_batch(
+                batch, self.policy.bind(members), seeds, max_steps=self.max_steps,
+                action_space=self.action_space, normalizer=self.normalizer, stats=stats,
+            )
+        returns = result.returns.reshape(len(indices), episodes)
+        rewards = returns[:, 0].copy()
+        for e in range(1, episodes):  # in episode order: exact and chunking-independent
+            rewards += returns[:, e]
+        rewards /= episodes
+        payload = None
+        if stats is not None:
+            payload = stats.payload()
+            if episodes > 1:
+                for key in ("counts", "sums", "squares"):
+                    value = payload[key].reshape(len(indices), episodes, *payload[key].shape[1:])
+                    total = value[:, 0].clone()
+                    for e in range(1, episodes):
+                        total += value[:, e]
+                    payload[key] = total
+        return Evaluation(indices, torch.from_numpy(rewards), env_steps=result.env_steps, payload=payload)
+
+    def worker_state(self) -> dict[str, Any]:
+        """Normaliser statistics and the step limit, sent to workers each generation."""
+        return {
+            "obs_norm": None if self.normalizer is None else self.normalizer.state_dict(),
+            "max_steps": self.max_steps,
+        }
+
+    def load_worker_state(self, state: dict[str, Any] | None) -> None:
+        if not state:
+            return
+        if state.get("obs_norm") is not None and self.normalizer is not None:
+            self.normalizer.load_state_dict(state["obs_norm"])
+        if state.get("max_steps") is not None:
+            self.max_steps = int(state["max_steps"])
+
+    def merge(self, evaluations: Sequence[Evaluation]) -> None:
+        """Fold the generation's observation statistics into the normaliser, rows sorted by
+        member index (the same numbers however the population was split)."""
+        if self.normalizer is None:
+            return
+        parts = [(e.indices, e.payload) for e in evaluations if e.payload is not None and e.indices]
+        if not parts:
+            return
+        order = torch.argsort(torch.tensor([i for indices, _ in parts for i in indices]), stable=True)
+        merged = {"shift": parts[0][1]["shift"]}
+        for key in ("counts", "sums", "squares"):
+            merged[key] = torch.cat([payload[key] for _, payload in parts]).index_select(0, order)
+        self.normalizer.merge_payloads([merged])
+
+    # ---- greedy evaluation and single rollouts -----------------------------------------
+
+    def evaluate_policy(
+        self, vector: torch.Tensor, *, episodes: int = 100, seed: int = 1000, max_steps: int | None = None
+    ) -> torch.Tensor:
+        """Returns of ``vector`` on env seeds ``seed .. seed + episodes - 1`` (float64).
+
+        The step limit is the env's own (not a shortened training limit) unless given.
+        """
+        return evaluate_policy(
+            self.env_id, self.policy, vector, normalizer=self.normalizer, episodes=episodes,
+            seed=seed, max_steps=max_steps, env_kwargs=self.env_kwargs, vectorization=self.vectorization,
+            _batch_source=self._batch,
+        )
+
+    def rollout_single(
+        self, vector: torch.Tensor, seed: int, max_steps: int | None = None
+    ) -> tuple[float, int]:
+        """One episode of ``vector`` in a single ``gym.make`` env: ``(return, steps)``."""
+        return rollout_single(
+            self.env_id, self.policy, vector, seed=seed, normalizer=self.normalizer,
+            max_steps=self.max_steps if max_steps is None else max_steps, env_kwargs=self.env_kwargs,
+        )
+
+    def policy_config(self, **extra: Any) -> dict[str, Any]:
+        """JSON-able description of the policy (see :func:`policy_config`)."""
+        return policy_config(self.env_id, self.policy, self.normalizer, env_kwargs=self.env_kwargs, **extra)
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the cached envs (they are rebuilt on the next evaluation)."""
+        for batch in self._batches.values():
+            batch.close()
+        self._batches = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_batches"] = {}
+        return state
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown
+            self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"GymProblem({self.env_id!r}, {self.policy.describe()}, episodes_per_member="
+            f"{self.episodes_per_member}, max_steps={self.max_steps}, obs_norm={self.normalizer is not None})"
+        )
+
+
+def evaluate_policy(
+    env_id: str,
+    policy: Policy,
+    vector: torch.Tensor,
+    *,
+    normalizer: ObservationNormalizer | None = None,
+    episodes: int = 100,
+    seed: int = 1000,
+    max_steps: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    vectorization: str = "auto",
+    _batch_source: Any = None,
+) -> torch.Tensor:
+    """Greedy returns of one parameter vector on env seeds ``seed .. seed + episodes - 1``.
+
+    All episodes run together in one batch of ``episodes`` sub-envs. The policies here
+    are deterministic (argmax / squashed mean), so this is the greedy evaluation.
+    Returns a float64 tensor of ``episodes`` returns.
+    """
+    _check_count("episodes", episodes)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    vector = policy.check_vector(vector)
+    limit, env_limit = _resolve_max_steps(check_env_id(env_id), max_steps)
+    owned = _batch_source is None or env_limit is not None
+    if owned:
+        batch = make_batch(env_id, episodes, max_steps=env_limit, env_kwargs=env_kwargs,
+                           vectorization=vectorization)
+    else:
+        batch = _batch_source(episodes)
+    try:
+        with torch.inference_mode():
+            members = vector.unsqueeze(0).expand(episodes, -1)
+            result = rollout_batch(
+                batch, policy.bind(members), list(range(seed, seed + episodes)), max_steps=limit,
+                action_space=policy.action_space, normalizer=normalizer,
+            )
+    finally:
+        if owned:
+            batch.close()
+    return torch.from_numpy(result.returns)
+
+
+def rollout_single(
+    env_id: str,
+    policy: Policy,
+    vector: torch.Tensor,
+    *,
+    seed: int,
+    normalizer: ObservationNormalizer | None = None,
+    max_steps: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+) -> tuple[float, int]:
+    """One episode of ``vector`` in a single (non-vector) ``gym.make(env_id)``: ``(return, steps)``.
+
+    The reference that vectorised rollouts must match exactly.
+    """
+    limit, env_limit = _resolve_max_steps(check_env_id(env_id), max_steps)
+    env = make_env(env_id, max_steps=env_limit, env_kwargs=env_kwargs)
+    try:
+        return run_episode(env, policy, vector, seed=seed, normalizer=normalizer, max_steps=limit)
+    finally:
+        env.close()
+
+
+# ---- policy.json ------------------------------------------------------------------------
+
+
+def policy_config(
+    env_id: str, policy: Policy, normalizer: ObservationNormalizer | None = None, **extra: Any
+) -> dict[str, Any]:
+    """Everything needed to rebuild the policy, as JSON-able data (``policy.json``).
+
+    ``{"format", "version", "env_id", "policy": policy.config(), "parameter_shapes",
+    "obs_norm": normaliser statistics or None, **extra}``. The weights themselves go to
+    ``policy.safetensors`` as ``policy.named_parameters(vector)``.
+    """
+    return {
+        "format": POLICY_FORMAT,
+        "version": 1,
+        "env_id": env_id,
+        "policy": policy.config(),
+        "parameter_shapes": {k: list(v) for k, v in policy.parameter_shapes().items()},
+        "obs_norm": None if normalizer is None else normalizer.to_config(),
+        **extra,
+    }
+
+
+class LoadedPolicy:
+    """A policy rebuilt by :func:`from_config`: env id, policy, normaliser and weights."""
+
+    def __init__(self, env_id: str, policy: Policy, normalizer: ObservationNormalizer | None,
+                 vector: torch.Tensor | None, config: dict[str, Any]) -> None:
+        self.env_id = env_id
+        self.policy = policy
+        self.normalizer = normalizer
+        self.vector = vector
+        self.config = config
+
+    def _vector(self) -> torch.Tensor:
+        if self.vector is None:
+            raise ValueError("this policy was loaded without weights")
+        return self.vector
+
+    def evaluate(self, episodes: int = 100, seed: int = 1000, max_steps: int | None = None) -> torch.Tensor:
+        """Greedy returns on env seeds ``seed .. seed + episodes - 1``."""
+        return evaluate_policy(self.env_id, self.policy, self._vector(), normalizer=self.normalizer,
+                               episodes=episodes, seed=seed, max_steps=max_steps,
+                               env_kwargs=self.config.get("env_kwargs"))
+
+    def run_episode(self, env: Any, seed: int | None = None, **kwargs: Any) -> tuple[float, int]:
+        """One episode in ``env`` (e.g. made with ``render_mode="rgb_array"``); see ``run_episode``."""
+        return run_episode(env, self.policy, self._vector(), seed=seed, normalizer=self.normalizer, **kwargs)
+
+
+def from_config(
+    config: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None, *, source: str = "weights"
+) -> LoadedPolicy:
+    """Rebuild what :func:`policy_config` described; ``tensors`` are the named weights.
+
+    Raises ``ValueError`` for a config of another format, or for weights whose names or
+    shapes differ from the architecture (the message shows both).
+    """
+    if not isinstance(config, dict) or config.get("format") != POLICY_FORMAT:
+        raise ValueError(
+            f"not a pytorch-es policy config (expected format {POLICY_FORMAT!r}, "
+            f"got {config.get('format') if isinstance(config, dict) else type(config).__name__!r})"
+        )
+    try:
+        env_id = config["env_id"]
+        policy = policy_from_config(config["policy"])
+    except KeyError as error:
+        raise ValueError(f"policy config is missing {error}") from None
+    normalizer = None
+    if config.get("obs_norm") is not None:
+        normalizer = ObservationNormalizer.from_config(config["obs_norm"])
+        if normalizer.dim != policy.obs_dim:
+            raise ValueError(
+                f"observation statistics have shape {normalizer.shape}, the policy expects "
+                f"{policy.observation_space.shape}"
+            )
+    vector = None if tensors is None else policy.vector_from_named(tensors, source=source)
+    return LoadedPolicy(env_id, policy, normalizer, vector, config)
+
