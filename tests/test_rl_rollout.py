@@ -207,3 +207,20 @@ def test_policy_forward_batched_equals_rowwise():
     assert actions.dtype == torch.int64
     for i in range(9):
         assert policy.act(members[i], obs[i]) == actions[i]
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "LunarLander-v3"])
+def test_thread_pool_gives_the_same_training_as_serial(env_id):
+    """Threads evaluate chunks of one generation at once: each needs its own vector env."""
+    from pytorch_es import ThreadEvaluator
+
+    centers = []
+    for evaluator in (SerialEvaluator(), ThreadEvaluator(3)):
+        problem = GymProblem(env_id, episodes_per_member=1, max_steps=60)
+        strategy = OpenAIES(problem.initial_center(0), population_size=24, seed=1)
+        with evaluator:
+            for _ in range(3):
+                strategy.tell(evaluator.evaluate(strategy.ask(), problem).rewards)
+        problem.close()
+        centers.append(strategy.center)
+    assert torch.equal(centers[0], centers[1])

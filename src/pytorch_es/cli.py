@@ -437,12 +437,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         obs_norm=config["obs_norm"],
     )
     strategy = _make_strategy(config, problem.initial_center(config["seed"]))
-    if config["backend"] == "threads" and not getattr(problem, "thread_safe", False):
-        problem.close()
-        raise CLIError(
-            "--backend threads: a Gymnasium problem keeps one env batch per process and is not "
-            "thread-safe; use --backend processes (or serial, the vectorised default)"
-        )
     try:
         evaluator = make_evaluator(config["backend"], config["workers"], config.get("ray_address"), problem=problem)
     except BaseException:

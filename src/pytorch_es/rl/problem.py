@@ -15,6 +15,7 @@ workers and evaluated on any chunk of member indices.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -133,7 +134,10 @@ class GymProblem(Problem):
         self.normalizer = (
             ObservationNormalizer(self.observation_space.shape, clip=obs_clip) if obs_norm else None
         )
-        self._batches: dict[int, Batch] = {}
+        # Vector envs cached per (thread, size): a thread pool evaluator runs chunks of the
+        # same generation at once, and a vector env must never be stepped by two threads.
+        self._batches: dict[tuple[int, int], Batch] = {}
+        self._batches_lock = threading.Lock()
 
     @property
     def max_steps(self) -> int:
@@ -178,15 +182,18 @@ class GymProblem(Problem):
         return episode_seeds(run_seed, generation, self.episodes_per_member)
 
     def _batch(self, num_envs: int) -> Batch:
-        batch = self._batches.get(num_envs)
-        if batch is None:
-            if len(self._batches) >= 4:  # keep a few sizes (full population, chunks, tests)
-                self._batches.pop(next(iter(self._batches))).close()
-            batch = make_batch(
-                self.env_id, num_envs, max_steps=self._env_limit,
-                env_kwargs=self.env_kwargs, vectorization=self.vectorization,
-            )
-            self._batches[num_envs] = batch
+        key = (threading.get_ident(), num_envs)
+        with self._batches_lock:
+            batch = self._batches.get(key)
+            if batch is None:
+                mine = [k for k in self._batches if k[0] == key[0]]
+                if len(mine) >= 4:  # keep a few sizes per thread (full population, chunks, tests)
+                    self._batches.pop(mine[0]).close()
+                batch = make_batch(
+                    self.env_id, num_envs, max_steps=self._env_limit,
+                    env_kwargs=self.env_kwargs, vectorization=self.vectorization,
+                )
+                self._batches[key] = batch
         return batch
 
     def evaluate(self, population: Population, indices: Sequence[int]) -> Evaluation:
@@ -289,14 +296,20 @@ class GymProblem(Problem):
 
     def close(self) -> None:
         """Close the cached envs (they are rebuilt on the next evaluation)."""
-        for batch in self._batches.values():
-            batch.close()
-        self._batches = {}
+        with self._batches_lock:
+            for batch in self._batches.values():
+                batch.close()
+            self._batches = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_batches"] = {}
+        del state["_batches_lock"]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._batches_lock = threading.Lock()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # interpreter shutdown
