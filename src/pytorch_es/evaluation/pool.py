@@ -155,7 +155,7 @@ class WorkerRuntime:
     center tensor. :meth:`handle` never raises for a problem's error: it returns a
     reply tuple, which the driver turns into an exception.
 
-    Replies: ``("done", task_id, evaluation)``, ``("error", task_id, member, message,
+    Replies: ``("done", task_id, pack_evaluation(evaluation))``, ``("error", task_id, member, message,
     traceback)`` for an exception of the problem, ``("fatal", task_id, message,
     traceback)`` when the problem or the generation could not be set up.
     """
@@ -198,7 +198,28 @@ class WorkerRuntime:
             span = f"{indices[0]}..{indices[-1]}" if len(indices) > 1 else f"{indices[0]}"
             message = f"{type(error).__name__}: {error} (while evaluating members {span})"
             return ("error", task.task_id, indices[0], message, format_remote(error))
-        return ("done", task.task_id, evaluation)
+        return ("done", task.task_id, pack_evaluation(evaluation))
+
+
+def pack_evaluation(evaluation: Evaluation) -> tuple:
+    """An Evaluation as plain data for the wire: rewards as a numpy array, which pickles
+    in microseconds (a torch tensor goes through torch's storage serialization)."""
+    rewards = evaluation.rewards.detach().cpu()
+    try:
+        values: Any = rewards.numpy()
+    except (TypeError, RuntimeError):  # a dtype numpy lacks (bfloat16): send floats
+        values = rewards.tolist()
+    return (list(evaluation.indices), values, evaluation.env_steps, evaluation.payload)
+
+
+def unpack_evaluation(data: tuple) -> Evaluation:
+    """Inverse of :func:`pack_evaluation` (bit-exact rewards)."""
+    indices, values, env_steps, payload = data
+    if isinstance(values, list):
+        return Evaluation(indices, torch.tensor(values, dtype=torch.float64), env_steps, payload)
+    if not values.flags.writeable:  # Ray hands out read-only views of its object store
+        values = values.copy()
+    return Evaluation(indices, torch.from_numpy(values), env_steps, payload)
 
 
 def error_message(error: MemberEvaluationError) -> str:
@@ -624,7 +645,7 @@ class PoolEvaluator(Evaluator):
                 return None
             members = self.stats.members
             members[slot.index] = members.get(slot.index, 0) + len(running.chunk.indices)
-            return reply[2]
+            return unpack_evaluation(reply[2])
         if kind == "error":
             _, _, member, message, remote = reply
             return MemberEvaluationError(int(member), message, remote) if current else None
