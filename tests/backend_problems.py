@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -128,6 +129,19 @@ def train(evaluator: Evaluator, problem: Problem, generations: int = 3, seed: in
         strategy.tell(result.rewards)
         history.append(result.rewards)
     return strategy.center.clone(), torch.stack(history)
+
+
+def kill_when_marked(marker: Path) -> threading.Thread:
+    """Start a thread that SIGKILLs the pid a worker writes into ``marker`` (from outside the worker)."""
+
+    def killer() -> None:
+        while not marker.exists() or not marker.read_text():
+            time.sleep(0.02)
+        os.kill(int(marker.read_text()), signal.SIGKILL)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    return thread
 
 
 def alive(pid: int) -> bool:

@@ -4,7 +4,6 @@ only scalars per member and leaves no process behind."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from backend_problems import (
     Sleepy,
     alive,
     descendants,
+    kill_when_marked,
     train,
     wait_gone,
     weights_reward,
@@ -165,14 +165,7 @@ def test_sigkilled_worker_is_replaced_and_result_unchanged(pool, reference, tmp_
 
 def test_worker_killed_from_outside(pool, reference, tmp_path):
     marker = tmp_path / "pid"
-
-    def killer() -> None:
-        while not marker.exists() or not marker.read_text():
-            time.sleep(0.02)
-        os.kill(int(marker.read_text()), signal.SIGKILL)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
+    thread = kill_when_marked(marker)
     run = train(pool, Sabotage(member=9, mode="wait", marker=marker))
     thread.join(5)
     check_same(run, reference)

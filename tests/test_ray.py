@@ -5,9 +5,6 @@ user errors reported once, only scalars and an object ref per worker."""
 from __future__ import annotations
 
 import os
-import signal
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +19,7 @@ from backend_problems import (  # noqa: E402
     Raising,
     Sabotage,
     alive,
+    kill_when_marked,
     processes_matching,
     train,
     wait_gone,
@@ -90,14 +88,7 @@ def test_ray_bytes_per_worker(actors):
 
 def test_ray_actor_sigkilled_mid_generation(actors, reference, tmp_path):
     marker = tmp_path / "pid"
-
-    def killer() -> None:
-        while not marker.exists() or not marker.read_text():
-            time.sleep(0.02)
-        os.kill(int(marker.read_text()), signal.SIGKILL)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
+    thread = kill_when_marked(marker)
     run = train(actors, Sabotage(member=4, mode="wait", marker=marker))
     thread.join(5)
     check_same(run, reference)
