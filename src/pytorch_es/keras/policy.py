@@ -28,7 +28,7 @@ from gymnasium import spaces
 from pytorch_es.keras.adapter import BoundForward, KerasForward, check_model, model_to_vector, vector_to_model
 from pytorch_es.rl import BoundPolicy, Policy, check_spaces, register_policy
 from pytorch_es.rl.envs import env_spaces
-from pytorch_es.rl.policies import space_from_config, space_to_config
+from pytorch_es.rl.policies import check_config_parameters, space_from_config, space_to_config
 
 __all__ = ["KerasPolicy", "keras_policy"]
 
@@ -212,12 +212,7 @@ class KerasPolicy(Policy):
             )
         except KeyError as error:
             raise ValueError(f"Keras policy config is missing {error}") from None
-        expected = config.get("num_parameters")
-        if expected is not None and int(expected) != policy.num_parameters:
-            raise ValueError(
-                f"policy config says {expected} parameters but the Keras model has {policy.num_parameters}"
-            )
-        return policy
+        return check_config_parameters(config, policy, "the Keras model")
 
     # Pickled for process / Ray workers: Keras pickles the model itself (.keras format).
     def __getstate__(self) -> dict[str, Any]:

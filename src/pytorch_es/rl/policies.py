@@ -206,6 +206,14 @@ class Policy(ABC):
         return self.forward(vector.unsqueeze(0), obs.reshape(1, -1))[0]
 
 
+def check_config_parameters(config: dict[str, Any], policy: Policy, rebuilt: str) -> Policy:
+    """Return ``policy`` if its size matches the ``num_parameters`` its config recorded."""
+    expected = config.get("num_parameters")
+    if expected is not None and int(expected) != policy.num_parameters:
+        raise ValueError(f"policy config says {expected} parameters but {rebuilt} has {policy.num_parameters}")
+    return policy
+
+
 def _shapes_text(shapes: dict[str, tuple[int, ...]]) -> str:
     return "{" + ", ".join(f"{k}: {tuple(v)}" for k, v in shapes.items()) + "}"
 
@@ -469,12 +477,7 @@ class MLPPolicy(Policy):
             )
         except KeyError as error:
             raise ValueError(f"policy config is missing {error}") from None
-        expected = config.get("num_parameters")
-        if expected is not None and int(expected) != policy.num_parameters:
-            raise ValueError(
-                f"policy config says {expected} parameters but its architecture has {policy.num_parameters}"
-            )
-        return policy
+        return check_config_parameters(config, policy, "its architecture")
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
