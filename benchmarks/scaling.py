@@ -1,9 +1,9 @@
 """Scaling benchmark: LunarLander-v3 population evaluation on 1 core vs 2 processes vs
 2 Ray actors, bytes sent per worker per generation, and the driver's tell() cost.
 
-1. Env-steps/s of evaluating one LunarLander-v3 population (the env's default MLP
-   policy, one episode per member), serial in this process vs ``ProcessEvaluator(W)``
-   vs ``RayEvaluator(W)`` (local Ray), interleaved repetitions, medians of the
+1. Env-steps/s of evaluating one LunarLander-v3 population (by default the CLI's
+   LunarLander settings: population 64 x 4 episodes, the default policy), serial in
+   this process vs ``ProcessEvaluator(W)`` vs ``RayEvaluator(W)`` (local Ray), interleaved repetitions, medians of the
    per-repetition ratios. Targets with W = 2: processes >= 1.7x serial, Ray >= 1.6x
    serial. All backends must return the same rewards (checked). Also measured: the CPU
    time of the busiest process (driver or worker) per evaluation, whose ratio to the
@@ -20,7 +20,7 @@ The machine's load average is printed before and after: the speed-ups need two i
 cores (on a shared machine, measure when ``uptime`` shows a load well under 1).
 
     python benchmarks/scaling.py                 # everything, 7 repetitions
-    python benchmarks/scaling.py --repeats 9 --population 128 --workers 2
+    python benchmarks/scaling.py --repeats 9 --population 128 --episodes 1 --workers 2
     python benchmarks/scaling.py --skip-ray --json scaling.json
 """
 
@@ -158,8 +158,8 @@ import statistics, sys, time, torch
 torch.set_num_threads(1)
 from pytorch_es import OpenAIES
 from pytorch_es.rl import GymProblem
-problem = GymProblem("LunarLander-v3", obs_norm=False)
-size, repeats = int(sys.argv[1]), int(sys.argv[2])
+size, repeats, episodes = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+problem = GymProblem("LunarLander-v3", obs_norm=False, episodes_per_member=episodes)
 population = OpenAIES(problem.initial_center(0), population_size=size, sigma=0.05, seed=0).ask()
 problem.evaluate(population, range(size))
 sys.stdout.write("ready\\n"); sys.stdout.flush(); sys.stdin.readline()
@@ -180,7 +180,7 @@ def machine_ceiling(args: argparse.Namespace) -> dict:
         size = max(1, args.population // args.workers)
         processes = [
             subprocess.Popen(
-                [sys.executable, "-c", CEILING_CODE, str(size), str(args.repeats)],
+                [sys.executable, "-c", CEILING_CODE, str(size), str(args.repeats), str(args.episodes)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             )
             for _ in range(copies)
@@ -296,8 +296,8 @@ def predictions(comm: dict, tell: dict, dim: int, size: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--population", type=int, default=128, help="LunarLander population (default 128)")
-    parser.add_argument("--episodes", type=int, default=1, help="episodes per member")
+    parser.add_argument("--population", type=int, help="LunarLander population (default: the CLI's, 64)")
+    parser.add_argument("--episodes", type=int, help="episodes per member (default: the CLI's, 4)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chunks-per-worker", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
@@ -309,6 +309,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-steps", action="store_true", help="skip the LunarLander timing")
     parser.add_argument("--json", help="also write the report to this file")
     args = parser.parse_args(argv)
+    from pytorch_es.rl.defaults import get_defaults
+
+    lunar = get_defaults("LunarLander-v3")  # what `pytorch-es train LunarLander-v3 --workers 2` evaluates
+    args.population = args.population or lunar.population
+    args.episodes = args.episodes or lunar.episodes
     torch.set_num_threads(1)  # like every worker: one core per process, for a fair serial baseline
 
     report: dict = {"load_before": load(), "python": sys.version.split()[0], "torch": torch.__version__}

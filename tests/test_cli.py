@@ -15,31 +15,13 @@ import numpy as np
 import pytest
 import torch
 
+from cli_helpers import assert_one_line_error, modules_after, run_cli
 from pytorch_es.cli import main
 from pytorch_es.training import load_checkpoint, read_metrics
 
 # Small CartPole run: a couple of seconds.
 TRAIN = ["--seed", "1", "--population", "32", "--generations", "6", "--test-episodes", "10", "--quiet"]
 TRAIN += ["--target", "none", "--hidden", "16"]
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    """``main(argv)`` -> (exit status, stdout, stderr); argparse errors included."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    assert code not in (0, None)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -283,3 +265,83 @@ def test_plot_of_a_directory_without_metrics(capsys, tmp_path):
     assert_one_line_error(code, err, "has no metrics.csv")
     code, _, err = run_cli(capsys, "plot", str(tmp_path / "nope"), "-o", str(tmp_path / "a.png"))
     assert_one_line_error(code, err, "does not exist")
+
+
+# ------------------------------------------------------------------- start-up
+def test_help_and_usage_errors_do_not_import_torch():
+    imported = modules_after(
+        ["--help"],
+        ["train", "--help"],
+        ["--version"],
+        ["frobnicate"],  # unknown command
+        ["train", "CartPole-v1", "--population", "1"],
+        ["train", "CartPole-v1", "--timeout", "0"],
+        ["train", "CartPole-v1", "--backend", "serial", "--timeout", "5"],
+        ["train"],  # no ENV_ID
+    )
+    assert imported == {"torch": False, "torch._dynamo": False}
+
+
+def test_eval_and_plot_do_not_import_dynamo(run_dir, tmp_path):
+    imported = modules_after(
+        ["eval", str(run_dir), "--episodes", "2"],
+        ["plot", str(run_dir), "-o", str(tmp_path / "curve.png")],
+    )
+    assert imported == {"torch": True, "torch._dynamo": False}  # dynamo: ~2 s, for optimizers only
+    assert (tmp_path / "curve.png").exists()
+
+
+def test_the_package_keeps_its_public_names():
+    import pytorch_es
+
+    namespace: dict = {}
+    exec("from pytorch_es import *", namespace)
+    assert set(pytorch_es.__all__) <= set(namespace) and set(pytorch_es.__all__) <= set(dir(pytorch_es))
+    assert pytorch_es.OpenAIES.__module__ == "pytorch_es.strategies.openai_es"
+    assert pytorch_es.core.flatten is pytorch_es.flatten  # submodules as attributes, as before
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        pytorch_es.nope  # noqa: B018
+
+
+# -------------------------------------------------------------------- --timeout
+@pytest.mark.parametrize(
+    ("option", "fragment"),
+    [
+        (["--timeout", "0"], "argument --timeout: must be > 0, got 0"),
+        (["--timeout", "-1"], "argument --timeout: must be > 0, got -1"),
+        (["--timeout", "abc"], "argument --timeout: must be a number, got 'abc'"),
+        (["--timeout", "inf"], "argument --timeout: must be > 0"),
+        (["--backend", "serial", "--timeout", "5"], "--timeout applies to --backend processes and ray"),
+        (["--backend", "threads", "--timeout", "5"], "a threads evaluation runs in this process"),
+    ],
+)
+def test_bad_timeouts_are_one_line_usage_errors(capsys, tmp_path, option, fragment):
+    code, _, err = run_cli(capsys, "train", "CartPole-v1", *option, "--out", str(tmp_path / "x"))
+    assert code == 2
+    assert_one_line_error(code, err, fragment)
+    assert not (tmp_path / "x").exists()
+
+
+def test_timeout_is_recorded_and_may_change_on_resume(capsys, tmp_path):
+    run = tmp_path / "run"
+    argv = ["train", "CartPole-v1", *TRAIN, "--generations", "2", "--out", str(run)]
+    code, _, err = run_cli(capsys, *argv, "--backend", "processes", "--workers", "2", "--timeout", "60")
+    assert code == 0, err
+    config = json.loads((run / "config.json").read_text())
+    assert config["timeout"] == 60.0 and config["backend"] == "processes"
+    assert load_checkpoint(run / "checkpoint.pt")["config"]["timeout"] == 60.0
+    assert [r["generation"] for r in read_metrics(run / "metrics.csv")] == [1, 2]
+
+    code, _, err = run_cli(capsys, "train", "--resume", str(run), "--generations", "3", "--timeout", "30", "--quiet")
+    assert code == 0, err
+    assert json.loads((run / "config.json").read_text())["timeout"] == 30.0
+    # another backend: the run's timeout is dropped, unless given again (then refused)
+    code, _, err = run_cli(capsys, "train", "--resume", str(run), "--backend", "serial", "--timeout", "5")
+    assert_one_line_error(code, err, "--timeout applies to --backend processes and ray")
+    code, _, err = run_cli(capsys, "train", "--resume", str(run), "--generations", "4", "--backend", "serial")
+    assert code == 0, err
+    config = json.loads((run / "config.json").read_text())
+    assert config["timeout"] is None and config["backend"] == "serial"
+    code, _, err = run_cli(capsys, "train", "--resume", str(run), "--timeout", "5", "--quiet")
+    assert_one_line_error(code, err, "--timeout", "a serial evaluation")
+    assert [r["generation"] for r in read_metrics(run / "metrics.csv")] == [1, 2, 3, 4]

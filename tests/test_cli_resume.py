@@ -1,7 +1,8 @@
 """Runs that survive: SIGKILL then --resume is bit-identical, Ctrl-C checkpoints and exits 130,
-and checkpoints that are corrupted, unsafe or from another run are refused clearly.
+SIGTERM abandons the generation, checkpoints and exits 143, and checkpoints that are
+corrupted, unsafe or from another run are refused clearly.
 
-The kill and interrupt tests start the real ``python -m pytorch_es`` in a subprocess.
+The kill, interrupt and terminate tests start the real ``python -m pytorch_es`` in a subprocess.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli_helpers import assert_one_line_error, run_cli
 from pytorch_es.cli import main
 from pytorch_es.training import load_checkpoint, read_metrics
 
@@ -26,24 +28,6 @@ BASE = ["CartPole-v1", "--seed", "3", "--population", "32", "--test-episodes", "
 BASE += ["--test-every", "1", "--checkpoint-every", "3", "--quiet"]
 # pinned, so the test does not depend on the tuned defaults: Adam state and obs-norm statistics to restore
 BASE += ["--hidden", "8", "--optimizer", "adam", "--lr", "0.05", "--obs-norm"]
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *fragments: str) -> str:
-    assert code not in (0, None)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def start(out: Path, *extra: str, new_session: bool = False) -> subprocess.Popen:
@@ -93,11 +77,33 @@ def strip_times(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "wall_time"} for row in rows]
 
 
-@pytest.mark.slow
-def test_sigkill_then_resume_is_bit_identical(tmp_path, capsys):
-    reference = tmp_path / "reference"
-    assert main(["train", *BASE, "--generations", "15", "--out", str(reference)]) == 0
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """An uninterrupted run of 15 generations (serial, in this process)."""
+    directory = tmp_path_factory.mktemp("reference") / "run"
+    assert main(["train", *BASE, "--generations", "15", "--out", str(directory)]) == 0
+    return directory
 
+
+def assert_same_run(run: Path, reference: Path) -> None:
+    """``run`` ended with exactly the weights, checkpoint and metrics (but wall times) of ``reference``."""
+    assert (run / "policy.safetensors").read_bytes() == (reference / "policy.safetensors").read_bytes()
+    assert json.loads((run / "policy.json").read_text()) == json.loads((reference / "policy.json").read_text())
+    done = load_checkpoint(run / "checkpoint.pt")["state"]
+    expected = load_checkpoint(reference / "checkpoint.pt")["state"]
+    assert done["generation"] == expected["generation"] == 15
+    assert torch.equal(done["strategy"]["center"], expected["strategy"]["center"])
+    assert_equal(done["strategy"]["optimizer"], expected["strategy"]["optimizer"])
+    assert_equal(done["problem"], expected["problem"])  # observation-normalisation statistics
+    assert done["problem"]["obs_norm"]["count"] > 0
+    assert_equal(done["best"], expected["best"])
+    assert done["env_steps"] == expected["env_steps"]
+    # metrics.csv: each generation exactly once, rows after the checkpoint recomputed
+    assert strip_times(read_metrics(run / "metrics.csv")) == strip_times(read_metrics(reference / "metrics.csv"))
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_is_bit_identical(tmp_path, capsys, reference):
     killed = tmp_path / "killed"
     process = start(killed, "--generations", "1000")
     wait_for_rows(process, killed / "metrics.csv", 5)
@@ -109,19 +115,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, capsys):
 
     code, _, err = run_cli(capsys, "train", "--resume", str(killed), "--generations", "15", "--quiet")
     assert code == 0, err
-    assert (killed / "policy.safetensors").read_bytes() == (reference / "policy.safetensors").read_bytes()
-    assert json.loads((killed / "policy.json").read_text()) == json.loads((reference / "policy.json").read_text())
-    done = load_checkpoint(killed / "checkpoint.pt")["state"]
-    expected = load_checkpoint(reference / "checkpoint.pt")["state"]
-    assert done["generation"] == expected["generation"] == 15
-    assert torch.equal(done["strategy"]["center"], expected["strategy"]["center"])
-    assert_equal(done["strategy"]["optimizer"], expected["strategy"]["optimizer"])
-    assert_equal(done["problem"], expected["problem"])  # observation-normalisation statistics
-    assert done["problem"]["obs_norm"]["count"] > 0
-    assert_equal(done["best"], expected["best"])
-    assert done["env_steps"] == expected["env_steps"]
-    # metrics.csv: each generation exactly once, rows after the checkpoint recomputed
-    assert strip_times(read_metrics(killed / "metrics.csv")) == strip_times(read_metrics(reference / "metrics.csv"))
+    assert_same_run(killed, reference)
 
 
 @pytest.mark.slow
@@ -181,6 +175,40 @@ def test_ctrl_c_to_the_process_group_leaves_no_worker_processes(tmp_path):
         time.sleep(0.05)
     assert not [pid for pid in workers if alive(pid)]
     assert load_checkpoint(run / "checkpoint.pt")["state"]["generation"] >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+def test_sigterm_abandons_the_generation_saves_exits_143_and_resumes_bit_identically(tmp_path, capsys, reference):
+    """SIGTERM (a preemption notice, ``kill``, ``docker stop``) to the driver only: the
+    generation in progress is dropped, the checkpoint written, the workers stopped."""
+    run = tmp_path / "run"
+    process = start(run, "--generations", "1000", "--backend", "processes", "--workers", "2")
+    wait_for_rows(process, run / "metrics.csv", 2)
+    workers = child_pids(process.pid)
+    assert workers, "the processes backend started no worker"
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, (out, err)
+    assert "Traceback" not in err, err
+    state = load_checkpoint(run / "checkpoint.pt")["state"]
+    generation = state["generation"]
+    assert 2 <= generation < 15, generation
+    assert (
+        f"Terminated (SIGTERM) at generation {generation} (" in err
+        and f"checkpoint saved in {run / 'checkpoint.pt'}." in err
+    ), err
+    assert f"Resume with: pytorch-es train --resume {run}" in err
+    rows = read_metrics(run / "metrics.csv")
+    assert len(rows) == rows[-1]["generation"] == generation  # no row for an abandoned generation
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in workers if alive(pid)]
+
+    code, _, err = run_cli(capsys, "train", "--resume", str(run), "--generations", "15", "--quiet")
+    assert code == 0, err
+    assert_same_run(run, reference)
 
 
 # ---------------------------------------------------------------- bad checkpoints

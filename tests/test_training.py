@@ -266,3 +266,41 @@ def test_threads_give_the_same_numbers_as_serial():
         threaded.run(4, handle_interrupts=False)
     assert torch.equal(serial.strategy.center, threaded.strategy.center)
     assert math.isclose(serial.metrics[-1]["reward_mean"], threaded.metrics[-1]["reward_mean"])
+
+
+def test_sigterm_abandons_the_generation_checkpoints_and_restores_the_handler(tmp_path):
+    """A preemption notice (SIGTERM) mid-evaluation: no waiting for the generation, the
+    problem is rolled back and the checkpoint is the last finished generation."""
+    import os
+    import signal
+
+    class TerminatedMidGeneration(StatefulProblem):
+        def evaluate(self, population, indices):
+            if self.calls == 3:  # the 4th evaluation: generation 4 is never finished
+                self.count += 1000  # state changed before the signal lands
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().evaluate(population, indices)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    problem = TerminatedMidGeneration()
+    strategy = OpenAIES(torch.zeros(8), population_size=6, sigma=0.1, lr=0.05, seed=0)
+    trainer = Trainer(strategy, problem, callbacks=[CheckpointCallback(tmp_path, every=0)])
+    result = trainer.run(10)
+    assert (result.reason, result.generation, result.abandoned) == ("terminated", 3, True)
+    assert problem.count == 18 and problem.calls == 3  # rolled back; 4th call never returned
+    state = load_checkpoint(tmp_path / "checkpoint.pt")["state"]
+    assert state["generation"] == 3 and state["problem"] == {"count": 18}
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_sigterm_between_evaluations_stops_after_the_generation():
+    import os
+    import signal
+
+    def terminate_once(trainer, row):
+        if row["generation"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    trainer = make_trainer(callbacks=[LambdaCallback(on_generation_end=terminate_once)])
+    result = trainer.run(50)
+    assert (result.reason, result.generation, result.abandoned) == ("terminated", 2, False)

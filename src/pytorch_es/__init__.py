@@ -1,29 +1,70 @@
-"""pytorch-es: evolution strategies for PyTorch (and Keras 3) models."""
+"""pytorch-es: evolution strategies for PyTorch (and Keras 3) models.
 
-from pytorch_es.core import (
-    NoiseTable,
-    Population,
-    centered_ranks,
-    flatten,
-    raw,
-    unflatten,
-    write_back,
-    z_score,
-)
-from pytorch_es.evaluation import (
-    BatchFunctionProblem,
-    Evaluator,
-    FunctionProblem,
-    MemberEvaluationError,
-    Problem,
-    SerialEvaluator,
-    ThreadEvaluator,
-)
-from pytorch_es.evolution_module import EvolutionModule
-from pytorch_es.io import UnsafeOrCorruptFileError, load_weights, save_weights
-from pytorch_es.strategies import ClipUp, OpenAIES, Strategy
+The public names below are imported on first use (PEP 562 module ``__getattr__``), so
+that ``import pytorch_es`` and the ``pytorch-es`` command's ``--help`` and usage errors
+do not pay for importing torch (about 2.5 s). ``from pytorch_es import OpenAIES`` and
+``pytorch_es.OpenAIES`` work as with eager imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
+    from pytorch_es.core import (
+        NoiseTable,
+        Population,
+        centered_ranks,
+        flatten,
+        raw,
+        unflatten,
+        write_back,
+        z_score,
+    )
+    from pytorch_es.evaluation import (
+        BatchFunctionProblem,
+        Evaluator,
+        FunctionProblem,
+        MemberEvaluationError,
+        Problem,
+        SerialEvaluator,
+        ThreadEvaluator,
+    )
+    from pytorch_es.evolution_module import EvolutionModule
+    from pytorch_es.io import UnsafeOrCorruptFileError, load_weights, save_weights
+    from pytorch_es.strategies import ClipUp, OpenAIES, Strategy
 
 __version__ = "0.2.0"
+
+# public name -> the submodule that defines it
+_EXPORTS = {
+    "NoiseTable": "pytorch_es.core",
+    "Population": "pytorch_es.core",
+    "centered_ranks": "pytorch_es.core",
+    "flatten": "pytorch_es.core",
+    "raw": "pytorch_es.core",
+    "unflatten": "pytorch_es.core",
+    "write_back": "pytorch_es.core",
+    "z_score": "pytorch_es.core",
+    "BatchFunctionProblem": "pytorch_es.evaluation",
+    "Evaluator": "pytorch_es.evaluation",
+    "FunctionProblem": "pytorch_es.evaluation",
+    "MemberEvaluationError": "pytorch_es.evaluation",
+    "Problem": "pytorch_es.evaluation",
+    "SerialEvaluator": "pytorch_es.evaluation",
+    "ThreadEvaluator": "pytorch_es.evaluation",
+    "EvolutionModule": "pytorch_es.evolution_module",
+    "UnsafeOrCorruptFileError": "pytorch_es.io",
+    "load_weights": "pytorch_es.io",
+    "save_weights": "pytorch_es.io",
+    "ClipUp": "pytorch_es.strategies",
+    "OpenAIES": "pytorch_es.strategies",
+    "Strategy": "pytorch_es.strategies",
+}
+# submodules that ``import pytorch_es`` used to import eagerly: ``pytorch_es.core`` etc.
+# still work as attributes after a bare ``import pytorch_es``
+_SUBMODULES = ("core", "evaluation", "evolution_module", "io", "strategies", "training")
 
 __all__ = [
     "BatchFunctionProblem",
@@ -49,3 +90,19 @@ __all__ = [
     "write_back",
     "z_score",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})

@@ -10,18 +10,22 @@
     pytorch-es plot runs/a runs/b -o curves.png
 
 Bad input (unknown env id, bad option values, missing or corrupted files) is reported
-as one line on stderr with a non-zero exit status, never a traceback.
+as one line on stderr with a non-zero exit status, never a traceback. ``--help`` and
+usage errors need argparse only: torch (seconds to import) is imported after them.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import math
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -30,7 +34,8 @@ from typing import Any
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 ALGOS = ("openai-es",)
 # Settings that define a run: a checkpoint only continues a run made with the same ones.
@@ -58,11 +63,18 @@ MUTABLE_KEYS = (
     "workers",
     "backend",
     "ray_address",
+    "timeout",
     "checkpoint_every",
     "tensorboard",
 )
+# Backends whose evaluation runs in this process: a task cannot be killed, so --timeout does not apply.
+UNKILLABLE_BACKENDS = ("serial", "threads")
 TEST_SEED_TAG = 0x7E57
 SCREEN_EPISODES = 10
+
+
+class _Terminated(BaseException):
+    """SIGTERM outside the training loop (which handles it itself): unwinds, closing workers."""
 
 
 class CLIError(Exception):
@@ -98,6 +110,12 @@ def _positive_float(allow_zero: bool = False):
         return value
 
     return parse
+
+
+def _timeout(text: str) -> float | str:
+    if text.lower() in ("none", "off"):
+        return "none"
+    return _positive_float()(text)
 
 
 def _target(text: str) -> float | str:
@@ -178,6 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--backend", choices=("auto", "serial", "threads", "processes", "ray"), help="where members run")
     train.add_argument("--workers", type=_positive_int(), help="worker processes / actors")
     train.add_argument("--ray-address", help="address of a running Ray cluster (HOST:PORT)")
+    train.add_argument(
+        "--timeout",
+        type=_timeout,
+        metavar="SECONDS",
+        help="seconds one task (a chunk of members) may run on a worker before the worker is treated "
+        "as dead: killed, replaced and the chunk re-run (processes and ray backends; default: no limit; "
+        "none clears it on --resume)",
+    )
     train.add_argument("--out", help="run directory (default runs/ENV_ID-TIMESTAMP)")
     train.add_argument(
         "--checkpoint-every",
@@ -220,6 +246,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ---------------------------------------------------------------------------- usage
+def _check_timeout_backend(timeout: Any, backend: str | None) -> None:
+    if isinstance(timeout, (int, float)) and backend in UNKILLABLE_BACKENDS:
+        raise CLIError(
+            f"--timeout applies to --backend processes and ray: a {backend} evaluation runs in this "
+            "process and cannot be killed",
+            EXIT_USAGE,
+        )
+
+
+def check_usage(args: argparse.Namespace) -> None:
+    """Usage errors that argparse cannot see, found before anything heavy is imported."""
+    if args.command == "train":
+        if not args.env_id and not args.resume:
+            raise CLIError("train needs an ENV_ID (or --resume DIR)", EXIT_USAGE)
+        _check_timeout_backend(args.timeout, args.backend)
+    elif args.command == "play" and args.render and args.gif:
+        raise CLIError("--render and --gif cannot be combined: a window gives no frames to record", EXIT_USAGE)
+
+
 # ---------------------------------------------------------------------------- train
 def _default_out(env_id: str) -> Path:
     """``runs/ENV_ID-YYYYmmdd-HHMMSS`` (``-2``, ``-3``, ... if that exists already)."""
@@ -243,8 +289,6 @@ def _new_config(args: argparse.Namespace) -> dict[str, Any]:
     from pytorch_es.rl import check_env_id, get_defaults, reward_threshold
     from pytorch_es.strategies.openai_es import new_seed
 
-    if not args.env_id:
-        raise CLIError("train needs an ENV_ID (or --resume DIR)", EXIT_USAGE)
     env_id = check_env_id(args.env_id)
     defaults = get_defaults(env_id)
     target = args.target if args.target is not None else defaults.target
@@ -271,6 +315,7 @@ def _new_config(args: argparse.Namespace) -> dict[str, Any]:
         "workers": args.workers,
         "backend": args.backend or "auto",
         "ray_address": args.ray_address,
+        "timeout": None if args.timeout in (None, "none") else args.timeout,
         "checkpoint_every": 10 if args.checkpoint_every is None else args.checkpoint_every,
         "tensorboard": bool(args.tensorboard),
     }
@@ -340,9 +385,17 @@ def _load_resume(args: argparse.Namespace) -> tuple[Path, dict[str, Any], dict[s
             + " may change)"
         )
     config = dict(saved)
+    config.setdefault("timeout", None)  # checkpoints written before --timeout existed
     for key in MUTABLE_KEYS:
         if key in explicit:
             config[key] = None if explicit[key] == "none" else explicit[key]
+    # settings of the run that do not apply to the backend asked for now are dropped
+    if explicit.get("backend") in UNKILLABLE_BACKENDS and "timeout" not in explicit:
+        config["timeout"] = None
+    if explicit.get("backend") == "serial" and "workers" not in explicit:
+        config["workers"] = None
+    if explicit.get("backend") not in (None, "auto", "ray") and "ray_address" not in explicit:
+        config["ray_address"] = None
     return directory, config, payload["state"]
 
 
@@ -396,7 +449,24 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    """``pytorch-es train``. SIGTERM is handled by ``Trainer.run`` while training (abandon
+    the generation, save, exit 143); before and after it, it unwinds like an error, so the
+    workers started so far are closed."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    try:
+        return _train(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _train(args: argparse.Namespace) -> int:
     from pytorch_es.evaluation import make_evaluator
     from pytorch_es.rl import GymProblem
     from pytorch_es.training import (
@@ -428,6 +498,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CLIError(f"cannot create --out {str(directory)!r}: {error.strerror or error}") from None
     if not os.access(directory, os.W_OK):
         raise CLIError(f"run directory {str(directory)!r} is not writable")
+    _check_timeout_backend(config["timeout"], config["backend"])  # a resumed run's backend
 
     problem = GymProblem(
         config["env_id"],
@@ -438,7 +509,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     strategy = _make_strategy(config, problem.initial_center(config["seed"]))
     try:
-        evaluator = make_evaluator(config["backend"], config["workers"], config.get("ray_address"), problem=problem)
+        evaluator = make_evaluator(
+            config["backend"], config["workers"], config.get("ray_address"), config["timeout"], problem=problem
+        )
     except BaseException:
         problem.close()
         raise
@@ -476,7 +549,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(
                 f"{config['env_id']}: {where}; {problem.policy.describe()}, "
                 f"population {config['population']}, seed {config['seed']}, target {config['target']}, "
-                f"{_describe(evaluator)}; run directory {directory}",
+                f"{_describe(evaluator, config['timeout'])}; run directory {directory}",
                 flush=True,
             )
         last = trainer.metrics[-1]["test_reward"] if trainer.metrics else None
@@ -487,31 +560,39 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "to train on, resume with a higher --target or --target none"
             )
             return 0
+        if trainer.generation < config["generations"] and callable(getattr(evaluator, "start", None)):
+            evaluator.start()  # worker start-up (a second or more) out of the first timed generation
         result = trainer.run(config["generations"])
+        # reported before closing: a 2nd SIGTERM while the workers stop still finds it printed
+        return _report(result, config, directory, args.quiet)
     finally:
         evaluator.close()
         problem.close()
-    return _report(result, config, directory, args.quiet)
 
 
-def _describe(evaluator: Any) -> str:
+def _describe(evaluator: Any, timeout: float | None = None) -> str:
     workers = getattr(evaluator, "workers", None) or getattr(evaluator, "threads", None)
     name = type(evaluator).__name__.replace("Evaluator", "").lower() or "custom"
-    return f"{name} evaluation" + (f" on {workers} workers" if isinstance(workers, int) else "")
+    text = f"{name} evaluation" + (f" on {workers} workers" if isinstance(workers, int) else "")
+    if timeout is not None:  # --backend auto may have picked an in-process backend
+        used = getattr(evaluator, "timeout", None) is not None
+        text += f", timeout {timeout:g} s per task" if used else f" (--timeout {timeout:g} unused: runs in-process)"
+    return text
 
 
 def _report(result: Any, config: dict[str, Any], directory: Path, quiet: bool) -> int:
     steps = f"{result.env_steps:,} env steps"
     best = "-" if result.best_test_reward is None else f"{result.best_test_reward:.2f}"
-    if result.reason == "interrupted":
+    if result.reason in ("interrupted", "terminated"):
+        what = "Interrupted" if result.reason == "interrupted" else "Terminated (SIGTERM)"
         print(
-            f"Interrupted at generation {result.generation} ({result.elapsed:.1f} s, {steps}); "
+            f"{what} at generation {result.generation} ({result.elapsed:.1f} s, {steps}); "
             f"checkpoint saved in {directory / 'checkpoint.pt'}.\n"
             f"Resume with: pytorch-es train --resume {directory}",
             file=sys.stderr,
             flush=True,
         )
-        return EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED if result.reason == "interrupted" else EXIT_TERMINATED
     if not quiet:
         if result.reason == "target":
             print(
@@ -582,8 +663,6 @@ def cmd_play(args: argparse.Namespace) -> int:
     from pytorch_es.rl import make_env
     from pytorch_es.training.rundir import load_policy
 
-    if args.render and args.gif:
-        raise CLIError("--render and --gif cannot be combined: a window gives no frames to record", EXIT_USAGE)
     gif = _check_gif_path(args.gif) if args.gif else None
     loaded = load_policy(args.dir)
     # pygame: no sound is needed, and without --render no display either (and no SDL warnings).
@@ -670,9 +749,27 @@ def _one_line(error: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``pytorch-es`` and ``python -m pytorch_es``; returns the exit status."""
+    """Entry point of ``pytorch-es`` and ``python -m pytorch_es``; returns the exit status.
+
+    ``argv=None`` (the command line) means this process is the command: then the objects
+    alive at the end are frozen out of the garbage collector, since the collections at
+    interpreter exit over torch's (and torch._dynamo's) objects took about 2 s here.
+    """
+    try:
+        return _main(argv)
+    finally:
+        if argv is None:
+            gc.freeze()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        check_usage(args)  # before importing torch: a usage error costs argparse only
+    except CLIError as error:
+        print(f"pytorch-es {args.command}: error: {error} (see pytorch-es {args.command} --help)", file=sys.stderr)
+        return error.code
     known: tuple[type[BaseException], ...] = (CLIError, ValueError, TypeError, OSError, ImportError)
     try:
         import gymnasium
@@ -698,6 +795,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pytorch-es {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except _Terminated:  # SIGTERM before or after the training loop (which handles its own)
+        print(f"pytorch-es {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
     except BrokenPipeError:  # e.g. `pytorch-es eval DIR | head -1`: stop quietly, like other tools
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

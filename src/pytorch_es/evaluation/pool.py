@@ -504,17 +504,22 @@ class PoolEvaluator(Evaluator):
             self._pump(deque(), -1, [])  # no generation running: replies are stale
 
     def close(self) -> None:
-        """Stop every worker (killing busy ones) and release shared resources. Idempotent."""
+        """Stop every worker (killing busy ones at once) and release shared resources. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        handles = [s.handle for s in self._slots if s.handle is not None]
+        # busy workers (an abandoned generation: Ctrl-C, SIGTERM, an error) are killed at
+        # once; the others are asked to exit
+        busy = [s.handle for s in self._in["busy"].values()]
+        others = [s.handle for s in self._slots if s.handle is not None and s.state != "busy"]
         for slot in self._slots:
             self._set(slot, "down")
             slot.handle, slot.running = None, None
         self._by_handle.clear()
         try:
-            self._backend.stop(handles)
+            for handle in busy:
+                self._backend.kill(handle)
+            self._backend.stop(others)
         finally:
             self._backend.shutdown()
 

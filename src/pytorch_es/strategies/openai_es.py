@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch._dynamo
 from torch.optim import Optimizer
 
 from pytorch_es.core.noise import NoiseTable, default_table_size, num_pairs
@@ -27,10 +26,6 @@ from pytorch_es.core.population import Population
 from pytorch_es.core.shaping import FitnessShaping, get_fitness_shaping
 from pytorch_es.strategies.base import Strategy, as_reward_tensor
 from pytorch_es.strategies.clipup import ClipUp
-
-# torch.optim.Optimizer.__init__ imports torch._dynamo lazily on first use (about 2 s
-# here); importing it with this module pays that one-off cost at import time rather
-# than inside the first generation of a run.
 
 OptimizerFactory = Callable[[list[torch.Tensor]], Optimizer]
 
@@ -46,6 +41,12 @@ def make_optimizer(
     optimizer: str | OptimizerFactory, params: list[torch.Tensor], lr: float, kwargs: dict[str, Any]
 ) -> Optimizer:
     """Build the optimizer over ``params`` from a name in ``OPTIMIZERS`` or a factory."""
+    # The first torch.optim optimizer of a process imports torch._dynamo (about 2 s here;
+    # torch 2.13 does it in Optimizer.__init__, and its @_disable_dynamo methods do it on
+    # first call). Importing it here, when the strategy is built, keeps that one-off cost
+    # out of the first timed generation of a run, without charging it to `import
+    # pytorch_es` or to commands that never build an optimizer (eval, play, plot, --help).
+    import torch._dynamo  # noqa: F401
     if isinstance(optimizer, str):
         try:
             cls = OPTIMIZERS[optimizer.lower()]

@@ -8,10 +8,13 @@ One generation of :class:`Trainer`::
     test = test_fn(strategy.center)  every `test_every`    # greedy score of the center
     callbacks.on_generation_end(trainer, row)              # metrics, checkpoint, progress
 
-The run stops at ``generations``, when a test reaches ``target``, or on Ctrl-C: the
-first SIGINT lets the current generation finish, a second abandons it (the problem's
-state is rolled back so the saved state stays consistent). Everything needed to
-continue bit-identically is in :meth:`Trainer.state_dict`.
+The run stops at ``generations``, when a test reaches ``target``, on Ctrl-C or on
+SIGTERM. The first SIGINT lets the current generation finish, a second abandons it.
+SIGTERM (a cluster's preemption notice, ``kill``, ``docker stop``) abandons the
+generation being evaluated at once, since SIGKILL usually follows within seconds, and
+stops with reason ``"terminated"``. An abandoned generation's effect on the problem's
+state is rolled back, so the saved state is that after the last finished generation.
+Everything needed to continue bit-identically is in :meth:`Trainer.state_dict`.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from pytorch_es.training.callbacks import Callback, CallbackList
 
 TestFunction = Callable[[torch.Tensor], float]
 
-STOP_REASONS = ("generations", "target", "interrupted", "stopped", "error")
+STOP_REASONS = ("generations", "target", "interrupted", "terminated", "stopped", "error")
 
 
 @dataclass
@@ -45,14 +48,14 @@ class TrainResult:
 
     Attributes:
         reason: ``"generations"`` (budget used), ``"target"`` (a test reached the
-            target), ``"interrupted"`` (Ctrl-C), ``"stopped"`` (``request_stop``) or
-            ``"error"``.
+            target), ``"interrupted"`` (Ctrl-C), ``"terminated"`` (SIGTERM),
+            ``"stopped"`` (``request_stop``) or ``"error"``.
         generation: generations completed (counting those before a resume).
         env_steps: environment steps of the training rollouts (tests not counted).
         elapsed: wall-clock seconds of training (counting those before a resume).
         best_test_reward, best_generation: the best greedy test of the center so far
             (``None`` without a test function).
-        abandoned: a generation was in progress and was dropped (second Ctrl-C).
+        abandoned: a generation was in progress and was dropped (second Ctrl-C, SIGTERM).
     """
 
     reason: str
@@ -267,13 +270,15 @@ class Trainer:
 
     @contextmanager
     def _interrupts(self, enabled: bool) -> Iterator[None]:
-        """First SIGINT: finish the generation, then stop. Second: abandon it."""
+        """SIGINT: finish the generation, then stop; a second one abandons it.
+        SIGTERM: abandon the generation being evaluated now (or stop after the update in
+        progress). Both previous handlers are restored on exit."""
         if not enabled or threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def on_sigint(signum: int, frame: object) -> None:
-            if self._stop_reason == "interrupted":
+            if self._stop_reason in ("interrupted", "terminated"):
                 if self._phase == "evaluate":
                     raise KeyboardInterrupt
                 return
@@ -285,11 +290,29 @@ class Trainer:
                 flush=True,
             )
 
-        previous = signal.signal(signal.SIGINT, on_sigint)
+        def on_sigterm(signum: int, frame: object) -> None:
+            first = self._stop_reason != "terminated"
+            if self._stop_reason in (None, "interrupted"):  # a reached target stays the reason
+                self._stop_reason = "terminated"
+            if first:
+                doing = "abandoning" if self._phase == "evaluate" else "finishing"
+                print(
+                    f"\nTerminated (SIGTERM): {doing} generation {self.generation + 1}, then saving.",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if self._phase == "evaluate":
+                raise KeyboardInterrupt
+
+        previous = {
+            signal.SIGINT: signal.signal(signal.SIGINT, on_sigint),
+            signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm),
+        }
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     # ------------------------------------------------------------------ loop
     def _should_test(self) -> bool:
@@ -358,9 +381,10 @@ class Trainer:
         """Train until ``generations`` generations in total are done (counting those
         before a resume), a test reaches ``target``, or Ctrl-C.
 
-        With ``handle_interrupts`` (and on the main thread) SIGINT is handled as
-        described in the module docstring and the run returns with reason
-        ``"interrupted"`` instead of raising ``KeyboardInterrupt``.
+        With ``handle_interrupts`` (and on the main thread) SIGINT and SIGTERM are
+        handled as described in the module docstring: the run returns with reason
+        ``"interrupted"`` or ``"terminated"`` instead of raising ``KeyboardInterrupt``
+        or dying.
         """
         self.max_generations = _check_int("generations", generations, 0)
         self._stop_reason = None
@@ -377,8 +401,9 @@ class Trainer:
                         if self.target is not None and test_reward is not None and test_reward >= self.target:
                             self.request_stop("target")
                         self.callbacks.on_generation_end(self, row)
-                except KeyboardInterrupt:
-                    self._stop_reason = "interrupted"
+                except KeyboardInterrupt:  # a second Ctrl-C, or SIGTERM, during evaluate()
+                    if self._stop_reason not in ("interrupted", "terminated"):
+                        self._stop_reason = "interrupted"
                     abandoned = True
                 reason = self._stop_reason or "generations"
         except BaseException:

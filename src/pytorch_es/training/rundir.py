@@ -77,7 +77,8 @@ def save_policy(
     **extra: Any,
 ) -> tuple[Path, Path]:
     """Write ``policy.safetensors`` (``policy.named_parameters(vector)``) and
-    ``policy.json`` (``problem.policy_config``) for a Gymnasium problem.
+    ``policy.json`` (``problem.policy_config``) for a Gymnasium problem, creating
+    ``directory`` if needed.
 
     ``problem_state`` (from the trainer's best generation) supplies the
     observation-normalisation statistics that go with ``vector``.
@@ -87,6 +88,9 @@ def save_policy(
     from pytorch_es.rl import policy_config
 
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f"{str(directory)!r} exists and is not a directory (expected a run directory)")
+    directory.mkdir(parents=True, exist_ok=True)
     normalizer = problem.normalizer
     if normalizer is not None and problem_state and problem_state.get("obs_norm") is not None:
         normalizer = normalizer.copy()
