@@ -431,6 +431,7 @@ def solve_save_and_load(tmp_path):
     assert solved is not None, "CartPole-v1 not solved in 30 generations"
     returns = problem.evaluate_policy(strategy.center, episodes=100, seed=1000)
     assert returns.mean() >= GOAL
+    assert_cli_evaluates_the_run_directory(tmp_path / "run", problem, strategy.center, returns)
 
     problem.policy.to_model(strategy.center)
     model.save(tmp_path / "cartpole.keras")
@@ -448,6 +449,20 @@ def solve_save_and_load(tmp_path):
         done = terminated or truncated
     env.close()
     assert total == float(returns[0])
+
+
+def assert_cli_evaluates_the_run_directory(directory, problem, center, returns):
+    """A Keras policy saved as a run directory is rebuilt by ``pytorch-es eval`` in a fresh
+    process (which has not imported pytorch_es.keras) with the same greedy returns."""
+    import json
+
+    from pytorch_es.training.rundir import save_policy
+
+    save_policy(directory, problem, center)  # creates the directory
+    command = [sys.executable, "-m", "pytorch_es", "eval", str(directory), "--episodes", "100", "--seed", "1000"]
+    done = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["mean_return"] == float(returns.mean())
 
 
 @needs_gym

@@ -177,3 +177,42 @@ def test_normalizer_identity_before_data_clips_and_round_trips():
     with pytest.raises(ValueError, match="clip"):
         ObservationNormalizer(2, clip=0)
     assert policy_config("CartPole-v1", MLPPolicy(BOX4, spaces.Discrete(2)), normalizer)["obs_norm"]["count"] == 2
+
+
+@pytest.mark.parametrize(
+    ("hidden", "activation", "action_space"),
+    [
+        ((64,), "tanh", spaces.Discrete(2)),  # cols (4 -> 64) then the Discrete(2) difference
+        ((64,), "relu", spaces.Discrete(2, start=3)),
+        ((), "tanh", spaces.Discrete(2)),  # linear: the difference on the observations
+        ((10, 20, 32, 32), "gelu", spaces.Discrete(3)),  # cols, sum_in, bmm, bmm, sum_last
+        ((7,), "sigmoid", spaces.Box(-1.0, 2.0, (3,), np.float32)),
+    ],
+)
+def test_batched_forward_is_row_wise_exact_and_select_keeps_rows(hidden, activation, action_space):
+    """Each row's actions do not depend on the other rows (what makes batch returns equal
+    single-env returns), for every layer layout; ``select`` keeps the chosen rows."""
+    policy = MLPPolicy(BOX4, action_space, hidden=hidden, activation=activation)
+    generator = torch.Generator().manual_seed(0)
+    members = torch.randn(130, policy.num_parameters, generator=generator)
+    obs = torch.randn(130, 4, generator=generator) * 2
+    bound = policy.bind(members)
+    actions = bound(obs)
+    for i in range(130):
+        assert torch.equal(policy.forward(members[i : i + 1], obs[i : i + 1])[0], actions[i])
+        assert torch.equal(policy.act(members[i], obs[i]), actions[i])
+    rows = torch.tensor([3, 4, 20, 31, 129])
+    assert torch.equal(bound.select(rows)(obs[rows]), actions[rows])
+    assert torch.equal(bound(obs), actions)  # scratch buffers reused: same result again
+    if isinstance(action_space, spaces.Discrete):
+        assert actions.dtype == torch.int64
+        logits = torch.stack([policy.to_module(m)(o[None])[0] for m, o in zip(members, obs, strict=True)])
+        assert torch.equal(actions, logits.argmax(-1) + action_space.start)
+
+
+def test_binary_head_ties_pick_the_first_action_like_argmax():
+    policy = MLPPolicy(BOX4, spaces.Discrete(2), hidden=())
+    vector = torch.zeros(policy.num_parameters)  # equal logits
+    assert policy.act(vector, torch.ones(4)).item() == 0
+    vector[-1] = 1e-3  # bias of action 1
+    assert policy.act(vector, torch.ones(4)).item() == 1

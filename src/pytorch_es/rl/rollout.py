@@ -58,6 +58,25 @@ def _action_converter(action_space: spaces.Space) -> Callable[[torch.Tensor], np
     return lambda a: a.numpy().astype(dtype)
 
 
+def _actor(bound: BoundPolicy, to_numpy: Callable[[torch.Tensor], np.ndarray]
+           ) -> Callable[[np.ndarray | torch.Tensor], np.ndarray]:
+    """``obs -> actions`` (arrays) of ``bound``: through ``bound.call_numpy`` (the same
+    kernel as ``bound(obs)``, without the tensor round trips) where it has one."""
+    call_numpy = getattr(bound, "call_numpy", None)
+    if call_numpy is None:
+        return lambda obs: to_numpy(bound(obs if isinstance(obs, torch.Tensor) else _obs_tensor(obs)))
+
+    def act(obs: np.ndarray | torch.Tensor) -> np.ndarray:
+        if isinstance(obs, torch.Tensor):
+            obs = obs.numpy()
+        elif obs.ndim != 2 or obs.dtype != np.float32:
+            obs = obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False)
+        actions = call_numpy(obs)
+        return actions if isinstance(actions, np.ndarray) else to_numpy(actions)
+
+    return act
+
+
 def rollout_batch(
     batch: Batch,
     bound: BoundPolicy,
@@ -91,18 +110,21 @@ def rollout_batch(
     full_actions: np.ndarray | None = None
     n_active = m
     step = 0
+    act = _actor(bound, to_numpy)
     obs = batch.reset(seeds)
     while step < max_steps:
-        o = _obs_tensor(obs if rows is None else obs[rows])
-        if stats is not None:
-            if n_active == m:
-                stats.add(o, count=False)
-            else:
-                running = np.flatnonzero(active)
-                stats.add(_obs_tensor(obs[running]), torch.from_numpy(running), count=False)
-        if normalizer is not None:
-            o = normalizer.normalize(o)
-        actions = to_numpy(bound(o))
+        o = obs if rows is None else obs[rows]
+        if stats is not None or normalizer is not None:
+            o = _obs_tensor(o)
+            if stats is not None:
+                if n_active == m:
+                    stats.add(o, count=False)
+                else:
+                    running = np.flatnonzero(active)
+                    stats.add(_obs_tensor(obs[running]), torch.from_numpy(running), count=False)
+            if normalizer is not None:
+                o = normalizer.normalize(o)
+        actions = act(o)
         if rows is not None:
             full_actions[rows] = actions
             actions = full_actions
@@ -126,6 +148,7 @@ def rollout_batch(
             running = np.flatnonzero(active)
             keep = running if rows is None else np.flatnonzero(active[rows])
             bound = bound.select(torch.from_numpy(keep))
+            act = _actor(bound, to_numpy)
             if full_actions is None:
                 full_actions = np.zeros((m, *np.shape(actions)[1:]), dtype=actions.dtype)
             rows = running
