@@ -3,12 +3,13 @@
 
 1. Env-steps/s of evaluating one LunarLander-v3 population (by default the CLI's
    LunarLander settings: population 64 x 4 episodes, the default policy), serial in
-   this process vs ``ProcessEvaluator(W)`` vs ``RayEvaluator(W)`` (local Ray), interleaved repetitions, medians of the
-   per-repetition ratios. Targets with W = 2: processes >= 1.7x serial, Ray >= 1.6x
-   serial. All backends must return the same rewards (checked). Also measured: the CPU
-   time of the busiest process (driver or worker) per evaluation, whose ratio to the
-   serial CPU time is the speed-up on idle cores, whatever else the machine is running,
-   and the machine's own ceiling (W independent copies of the work, alone vs together).
+   this process vs ``ProcessEvaluator(W)`` vs ``RayEvaluator(W)`` (local Ray) vs
+   :class:`IdealSplit` (W independent processes, 1/W of the population each, no pool:
+   the machine's ceiling), interleaved repetitions, medians of the per-repetition
+   ratios. Targets with W = 2: processes >= 1.7x serial, Ray >= 1.6x serial. All
+   backends must return the same rewards (checked). Also measured: the CPU time of the
+   busiest process (driver or worker) per evaluation, whose ratio to the serial CPU
+   time is the speed-up on idle cores, whatever else the machine is running.
 2. Communication for population 1000 and a 100k-parameter policy: bytes each worker
    receives per generation (measured: the pickled messages) vs sending every member's
    parameters (target: <= 1%), and vs sending the center in each worker's message.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import statistics
 import subprocess
 import sys
@@ -40,6 +42,8 @@ import torch
 from pytorch_es import OpenAIES, SerialEvaluator
 from pytorch_es.core.population import Population
 from pytorch_es.evaluation import Evaluation, Evaluator, Problem, ProcessEvaluator
+from pytorch_es.evaluation.base import GenerationResult, combine
+from pytorch_es.evaluation.pool import split_indices
 from pytorch_es.evaluation.processes import available_cores
 
 
@@ -95,6 +99,7 @@ def env_steps_per_second(args: argparse.Namespace) -> dict:
     )
     population = strategy.ask()
     evaluators: dict[str, Evaluator] = {"serial": SerialEvaluator()}
+    evaluators["ideal"] = IdealSplit(args.workers, args.episodes)
     evaluators["processes"] = ProcessEvaluator(args.workers, chunks_per_worker=args.chunks_per_worker)
     if not args.skip_ray:
         evaluators["ray"] = make_ray(args.workers)
@@ -137,6 +142,7 @@ def env_steps_per_second(args: argparse.Namespace) -> dict:
             "median_s": statistics.median(values),
             "steps_per_s": statistics.median(s / t for s, t in zip(steps[name], values, strict=True)),
             "speedup": statistics.median(a / b for a, b in zip(times["serial"], values, strict=True)),
+            "of_ideal": statistics.median(a / b for a, b in zip(times["ideal"], values, strict=True)),
             "all_s": [round(v, 3) for v in values],
             "busiest_cpu_s": statistics.median(critical[name]),
             "idle_core_speedup": statistics.median(
@@ -153,53 +159,60 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-CEILING_CODE = """
-import statistics, sys, time, torch
+IDEAL_WORKER_CODE = """
+import pickle, sys, torch
 torch.set_num_threads(1)
-from pytorch_es import OpenAIES
 from pytorch_es.rl import GymProblem
-size, repeats, episodes = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-problem = GymProblem("LunarLander-v3", obs_norm=False, episodes_per_member=episodes)
-population = OpenAIES(problem.initial_center(0), population_size=size, sigma=0.05, seed=0).ask()
-problem.evaluate(population, range(size))
-sys.stdout.write("ready\\n"); sys.stdout.flush(); sys.stdin.readline()
-cpu, wall = time.process_time(), time.perf_counter()
-for _ in range(repeats):
-    problem.evaluate(population, range(size))
-print(time.process_time() - cpu, time.perf_counter() - wall)
+problem = GymProblem("LunarLander-v3", episodes_per_member=int(sys.argv[1]))
+source, sink = sys.stdin.buffer, sys.stdout.buffer
+sink.write(b"ready\\n"); sink.flush()
+while header := source.readline():
+    population, indices, state = pickle.loads(source.read(int(header)))
+    problem.load_worker_state(state)
+    evaluation = problem.evaluate(population, indices)
+    reply = pickle.dumps(evaluation)
+    sink.write(b"%d\\n" % len(reply)); sink.write(reply); sink.flush()
 """
 
 
-def machine_ceiling(args: argparse.Namespace) -> dict:
-    """The best speed-up this machine allows W processes, whatever the evaluator: W
-    independent copies of one worker's share of LunarLander rollouts, run alone and then
-    all at once. ``cpu_inflation`` > 1 means concurrent processes slow each other down
-    (shared physical cores, caches, memory bandwidth, a hypervisor)."""
+class IdealSplit(Evaluator):
+    """The upper bound of any pool on this machine: W independent processes, each
+    evaluating ``1/W`` of the population as one batch (the same code a worker runs),
+    started at the same instant, with no scheduling, no retries and nothing but one
+    pipe message each way. Timed like the evaluators, in the same repetitions, so its
+    ratio to serial is this machine's ceiling at that moment (other sessions, shared
+    caches and the hypervisor all lower it)."""
 
-    def run(copies: int) -> tuple[float, float]:
-        size = max(1, args.population // args.workers)
-        processes = [
+    def __init__(self, workers: int, episodes: int) -> None:
+        self.processes = [
             subprocess.Popen(
-                [sys.executable, "-c", CEILING_CODE, str(size), str(args.repeats), str(args.episodes)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                [sys.executable, "-c", IDEAL_WORKER_CODE, str(episodes)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             )
-            for _ in range(copies)
+            for _ in range(workers)
         ]
-        for process in processes:  # all set up (imports, envs) before any starts timing
-            assert process.stdout.readline().strip() == "ready"
-        for process in processes:
-            process.stdin.write("go\n")
-            process.stdin.flush()
-        results = [tuple(map(float, process.communicate()[0].split())) for process in processes]
-        return statistics.mean(r[0] for r in results), max(r[1] for r in results)
+        for process in self.processes:  # imports and env set-up are not timed
+            assert process.stdout.readline().strip() == b"ready"
 
-    cpu_alone, wall_alone = run(1)
-    cpu_together, wall_together = run(args.workers)
-    return {
-        "cpu_inflation": cpu_together / cpu_alone,
-        "ceiling_cpu": args.workers * cpu_alone / cpu_together,
-        "ceiling_wall": args.workers * wall_alone / wall_together,
-    }
+    def worker_pids(self) -> list[int]:
+        return [process.pid for process in self.processes]
+
+    def evaluate(self, population: Population, problem: Problem) -> GenerationResult:
+        parts = split_indices(len(population), len(self.processes))
+        state = problem.worker_state()
+        messages = [pickle.dumps((population, part, state)) for part in parts]
+        for process, message in zip(self.processes, messages, strict=True):
+            process.stdin.write(b"%d\n" % len(message) + message)
+            process.stdin.flush()
+        replies = [pickle.loads(p.stdout.read(int(p.stdout.readline()))) for p in self.processes]
+        result = combine(replies, len(population))
+        problem.merge(result.evaluations)  # the observation statistics, as every evaluator does
+        return result
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.stdin.close()
+            process.wait(timeout=30)
 
 
 def communication(args: argparse.Namespace) -> dict:
@@ -325,20 +338,17 @@ def main(argv: list[str] | None = None) -> None:
               f"{steps['env_steps']} env steps per evaluation, {args.workers} workers, "
               f"median of {args.repeats}:")
         targets = {"processes": 1.7, "ray": 1.6}
-        for name in ("serial", "processes", "ray"):
+        for name in ("serial", "ideal", "processes", "ray"):
             if name in steps:
                 row = steps[name]
-                target = f"  (target >= {targets[name]}x)" if name in targets else ""
+                note = f"  (target >= {targets[name]}x; {row['of_ideal']:.2f} of ideal)" if name in targets else ""
+                if name == "ideal":
+                    note = "  (the ceiling now: independent processes, 1/W of the population each, no pool)"
                 print(f"  {name:9s} {row['median_s']:7.3f} s  {row['steps_per_s']:9.0f} steps/s  "
-                      f"{row['speedup']:5.2f}x{target}   runs {row['all_s']}")
-        ceiling = machine_ceiling(args)
-        report["machine_ceiling"] = ceiling
-        print(f"  this machine's ceiling for {args.workers} processes (independent copies of the same "
-              f"work): {ceiling['ceiling_wall']:.2f}x in wall time, {ceiling['ceiling_cpu']:.2f}x in CPU "
-              f"time (each copy needs {ceiling['cpu_inflation']:.2f}x the CPU time when they run together)")
+                      f"{row['speedup']:5.2f}x{note}   runs {row['all_s']}")
         print("  CPU seconds of the busiest process (driver or worker) per evaluation, and the speed-up "
               "they give on idle cores (serial CPU / busiest):")
-        for name in ("serial", "processes", "ray"):
+        for name in ("serial", "ideal", "processes", "ray"):
             if name in steps:
                 row = steps[name]
                 print(f"  {name:9s} {row['busiest_cpu_s']:7.3f} s  {row['idle_core_speedup']:5.2f}x")
