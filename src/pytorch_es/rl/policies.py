@@ -640,9 +640,7 @@ class MLPPolicy(Policy):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._modes = [_layer_mode(fan_in, fan_out) for fan_in, fan_out in self._layer_dims]
-        self._binary_head = _is_binary(self.action_space)
+        self.__dict__.update(state)  # _modes and _binary_head travel with it
         self._head = self._make_head()
 
     def __repr__(self) -> str:
