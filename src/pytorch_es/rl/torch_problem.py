@@ -64,8 +64,8 @@ def check_device(device: torch.device | str) -> torch.device:
     """``device`` as a ``torch.device``; ``ValueError`` for CUDA without CUDA (one line)."""
     try:
         device = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r} ({error})") from None
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             built = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
@@ -327,14 +327,20 @@ def _free_bytes(device: torch.device) -> int | None:
         return None
 
 
+# The Python lists of one generation on the host (member indices, rewards): ~36 bytes an int
+_HOST_BYTES_PER_MEMBER = 120
+
+
 def estimate_memory(policy: Policy, env_cls: type[TorchEnv], members: int, episodes: int = 1, *,
-                    dtype: torch.dtype = torch.float32, obs_norm: bool = False) -> dict[str, int]:
+                    dtype: torch.dtype = torch.float32, obs_norm: bool = False,
+                    host: bool = False) -> dict[str, int]:
     """Bytes one generation of ``members`` x ``episodes`` rows needs on its device, by part.
 
     ``members``: the population matrix (float32 ``members x P``); ``weights``: its
     per-layer copy, one per row; ``activations``: two buffers per layer; ``envs``: the
     env state, observations and the step's temporaries; ``rollout``: returns, lengths,
-    masks (and the observation sums with ``obs_norm``).
+    masks (and the observation sums with ``obs_norm``); ``host``: add the generation's
+    Python lists (indices, rewards), which share the memory when the device is the CPU.
     """
     rows = members * episodes
     p = policy.num_parameters
@@ -349,7 +355,10 @@ def estimate_memory(policy: Policy, env_cls: type[TorchEnv], members: int, episo
         "activations": rows * (sum(widths) + obs_dim) * 4 * 2,
         "envs": rows * (env.state_bytes_per_env() + env_cls.state_dim * size * 8),
         "rollout": rows * (8 + 8 + 2 + 8) + (rows * obs_dim * 8 * 4 if obs_norm else 0),
+        "noise offsets": members * 8,
     }
+    if host:
+        parts["host lists"] = members * _HOST_BYTES_PER_MEMBER
     parts["total"] = sum(parts.values())
     return parts
 
@@ -451,13 +460,14 @@ class TorchEnvProblem(GymProblem):
 
     def _check_memory(self, members: int) -> None:
         parts = estimate_memory(self.policy, self.env_cls, members, self.episodes_per_member,
-                                dtype=self.dtype, obs_norm=self.normalizer is not None)
+                                dtype=self.dtype, obs_norm=self.normalizer is not None,
+                                host=self.device.type == "cpu")
         free = _free_bytes(self.device)
         if free is None or parts["total"] <= self.memory_fraction * free:
             return
         detail = ", ".join(f"{k} {_gib(v)}" for k, v in parts.items() if k != "total")
         raise ValueError(
-            f"a population of {members:,} members x {self.episodes_per_member} episodes "
+            f"a population of {members:,} members x {self.episodes_per_member} episode(s) "
             f"({self.policy.num_parameters} parameters each) needs about {_gib(parts['total'])} on "
             f"{self.device} ({detail}), but only {_gib(free)} is free; use a smaller population"
         )
@@ -474,6 +484,7 @@ class TorchEnvProblem(GymProblem):
 
     def evaluate(self, population: Population, indices: Sequence[int]) -> Evaluation:
         """Mean return of members ``indices`` over ``episodes_per_member`` episodes each."""
+        self._check_memory(len(indices))  # before anything of the population's size is built
         indices = [int(i) for i in indices]
         if not indices:
             return Evaluation([], torch.zeros(0, dtype=torch.float64))
@@ -482,7 +493,6 @@ class TorchEnvProblem(GymProblem):
                 f"population members have {population.dim} parameters, but the "
                 f"{self.policy.describe()} expects {self.policy.num_parameters}"
             )
-        self._check_memory(len(indices))
         episodes = self.episodes_per_member
         with torch.inference_mode(), _matmul_precision(self.device, self.allow_tf32):
             members = self._members(population, indices)
