@@ -498,12 +498,15 @@ class TorchEnvProblem(GymProblem):
             members = self._members(population, indices)
             if episodes > 1:
                 members = members.repeat_interleave(episodes, dim=0)  # row j = member j // E
-            seeds = episode_seeds(self._run_seed(population), population.generation, episodes) * len(indices)
             net = DeviceMLP(self.policy, members)
             del members
             normalization = None if self.normalizer is None else _Normalization(self.normalizer, self.device)
+            env = self._env(len(indices) * episodes)
+            # row j plays episode j % E: the E starts drawn once, tiled on the device
+            seeds = episode_seeds(self._run_seed(population), population.generation, episodes)
+            start = env.start_states(seeds).repeat(len(indices), 1)
             result = rollout_device(
-                self._env(len(seeds)), net, seeds, max_steps=self.max_steps, check_every=self.check_every,
+                env, net, None, start_state=start, max_steps=self.max_steps, check_every=self.check_every,
                 normalization=normalization, stats=normalization is not None,
             )
             del net
