@@ -51,9 +51,9 @@ else
 fi
 
 say "== CUDA tests"
-timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_torch_problem.py tests/test_torch_envs.py 2>&1 | tail -15 | tee -a "$LOG"
+timeout 100 "$PY" -m pytest -q -p no:cacheprovider tests/test_torch_problem.py tests/test_torch_envs.py 2>&1 | tail -15 | tee -a "$LOG"
 
 say "== benchmarks/gpu.py"
-timeout 240 "$PY" benchmarks/gpu.py --device cuda --populations 1000,10000,100000,1000000 --repeats 3 \
-  --solve-seeds 0,1,2 $JAX --jax-timeout 100 --json "$RESULTS/gpu_check.json" 2>&1 | tee -a "$LOG"
+timeout 180 "$PY" benchmarks/gpu.py --device cuda --populations 1000,10000,100000,1000000 --repeats 3 \
+  --solve-seeds 0,1,2 $JAX --jax-timeout 70 --json "$RESULTS/gpu_check.json" 2>&1 | tee -a "$LOG"
 say "== done $(date -u +%FT%TZ)"

@@ -86,6 +86,7 @@ class TorchEnv:
         self.max_episode_steps = int(max_episode_steps)
         self.state = torch.zeros(self.num_envs, self.state_dim, dtype=self.dtype, device=self.device)
         self.steps = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+        self._after_reset()
 
     # ---- start states -------------------------------------------------------------------
 
