@@ -443,7 +443,8 @@ class TorchEnvProblem(GymProblem):
         sigma = getattr(population, "sigma", None)
         if not isinstance(sigma, (int, float)) or not hasattr(noise, "gather"):
             return None
-        idx = torch.tensor(indices, dtype=torch.int64)
+        whole = len(indices) == population.size and indices == list(range(population.size))  # C-speed compare
+        idx = torch.arange(population.size) if whole else torch.tensor(indices, dtype=torch.int64)
         if population.antithetic:
             pairs, signs = idx // 2, 1.0 - 2.0 * (idx % 2).to(center.dtype)
         else:
@@ -485,7 +486,7 @@ class TorchEnvProblem(GymProblem):
     def evaluate(self, population: Population, indices: Sequence[int]) -> Evaluation:
         """Mean return of members ``indices`` over ``episodes_per_member`` episodes each."""
         self._check_memory(len(indices))  # before anything of the population's size is built
-        indices = [int(i) for i in indices]
+        indices = list(indices) if isinstance(indices, range) else [int(i) for i in indices]
         if not indices:
             return Evaluation([], torch.zeros(0, dtype=torch.float64))
         if population.dim != self.policy.num_parameters:
