@@ -6,8 +6,8 @@
    normalisation. The generation is that of the initial center (so CartPole episodes are
    short, about 10-40 steps: the per-step costs, not the per-episode ones, dominate).
    Populations whose estimate does not fit in the device's memory are skipped (the
-   problem's own check). On CPU, where the time goes: building the members, the policy
-   forward, the env steps, the update (measured apart).
+   problem's own check). Where the time goes: building the members, the policy forward,
+   the env steps, the update (measured apart).
 2. On CPU, the same generation through today's numpy path (``GymProblem``, the
    Gymnasium vector env for CartPole, sync envs for Pendulum) in the same run, and the
    ratio torch / numpy.
@@ -84,7 +84,8 @@ def _split(problem: TorchEnvProblem, strategy: OpenAIES, device: torch.device, s
         _sync(device)
         build = time.perf_counter() - start
         env = problem._env(len(indices))
-        obs = env.reset(problem.episode_seeds(strategy.seed, strategy.generation) * len(indices))
+        seeds = problem.episode_seeds(strategy.seed, strategy.generation)
+        obs = env.reset(state=env.start_states(seeds).repeat(len(indices), 1))
         actions = net(obs)
         _sync(device)
         start = time.perf_counter()
@@ -123,8 +124,7 @@ def throughput(env_id: str, populations: list[int], device: torch.device, repeat
         row.update({k: best[k] for k in ("wall", "evaluate", "tell", "env_steps")})
         row["steps_per_s"] = best["env_steps"] / best["wall"]
         row["eval_steps_per_s"] = best["env_steps"] / best["evaluate"]
-        if device.type == "cpu":
-            row.update(_split(problem, strategy, device))
+        row.update(_split(problem, strategy, device))  # where the time goes (on CUDA: launch-bound or not)
         text = (f"{env_id} {row['policy']} population {n:>9,}: {row['steps_per_s']:>14,.0f} env-steps/s per generation "
                 f"({best['env_steps']:,} steps, {best['wall'] * 1e3:.1f} ms; evaluate {best['evaluate'] * 1e3:.1f} ms, "
                 f"tell {best['tell'] * 1e3:.1f} ms)")
