@@ -13,10 +13,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 WHEELS=benchmarks/.wheels
+SITE="$PWD/benchmarks/.site"  # wheels go here (pip --target): no root, no PEP 668 refusal
 RESULTS=${OUT:-benchmarks}
 mkdir -p "$RESULTS"
 LOG="$RESULTS/gpu_check.log"
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$SITE"
+export PYTHONPATH="$PWD/src:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 : > "$LOG"
 say() { echo "$@" | tee -a "$LOG"; }
 say "== gpu_check $(date -u +%FT%TZ) on $(hostname)"
@@ -26,7 +28,7 @@ need() {  # need MODULE WHEEL_SPEC: install the wheel from $WHEELS if MODULE doe
   local module=$1 spec=$2
   if ! "$PY" -c "import $module" >/dev/null 2>&1; then
     if [ -d "$WHEELS" ]; then
-      "$PY" -m pip install -q --no-index --no-deps --find-links "$WHEELS" "$spec" >>"$LOG" 2>&1 \
+      "$PY" -m pip install -q --no-index --no-deps --find-links "$WHEELS" --target "$SITE" "$spec" >>"$LOG" 2>&1 \
         && say "installed $spec" || say "could not install $spec from $WHEELS"
     else
       say "missing $module and no $WHEELS (run benchmarks/gpu_wheels.sh with network, carry the folder)"

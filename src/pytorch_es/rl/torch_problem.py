@@ -145,6 +145,7 @@ class DeviceMLP:
     def _head_setup(self, device: torch.device) -> None:
         space = self.policy.action_space
         self.start = int(space.start) if isinstance(space, spaces.Discrete) else 0
+        self.shape: tuple[int, ...] | None = None  # the Box action shape; None for Discrete
         if isinstance(space, spaces.Box):
             self.shape = tuple(space.shape)
             low = torch.as_tensor(np.asarray(space.low, np.float64).ravel(), dtype=torch.float32)
@@ -188,7 +189,7 @@ class DeviceMLP:
         return self._head(x)
 
     def _head(self, y: torch.Tensor) -> torch.Tensor:
-        if not hasattr(self, "shape"):  # Discrete(n > 2)
+        if self.shape is None:  # Discrete(n > 2)
             actions = y.argmax(-1)
             return actions.add_(self.start) if self.start else actions
         if self.policy.action_mode == "clip":
