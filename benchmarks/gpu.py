@@ -4,7 +4,9 @@
    1k, 10k, 100k (and 1M on a GPU) for CartPole-v1 with a 4-64-2 tanh MLP and for
    Pendulum-v1 with a 3-64-1 MLP, one episode per member, the envs' default observation
    normalisation. The generation is that of the initial center (so CartPole episodes are
-   short, about 10-40 steps: the per-step costs, not the per-episode ones, dominate).
+   short, about 10-40 steps, and the generation runs as long as its longest episode), and
+   for ``CartPole-v1:balancing`` that of a hand-set center whose members mostly balance
+   for all 500 steps (the regime of a trained population).
    Populations whose estimate does not fit in the device's memory are skipped (the
    problem's own check). Where the time goes: building the members, the policy forward,
    the env steps, the update (measured apart).
@@ -45,7 +47,20 @@ from pytorch_es.strategies import OpenAIES
 from pytorch_es.training import Trainer
 
 HERE = Path(__file__).resolve().parent
-WORKLOADS = {"CartPole-v1": (64,), "Pendulum-v1": (64,)}
+WORKLOADS = {"CartPole-v1": (64,), "Pendulum-v1": (64,), "CartPole-v1:balancing": (64,)}
+
+
+def balancing_center(problem) -> torch.Tensor:
+    """A 4-64-2 center whose members (sigma 0.1) mostly balance the pole for all 500 steps:
+    hidden unit 0 is ``tanh(10 x + 20 x_dot + 100 theta + 20 theta_dot)``, the logits
+    ``(-50, 50)`` times it.
+    The long-episode regime of a trained population, without training first."""
+    center = torch.zeros(problem.num_parameters)
+    w1 = center[: 4 * 64].view(4, 64)
+    w1[:, 0] = torch.tensor([10.0, 20.0, 100.0, 20.0])
+    w2 = center[4 * 64 + 64 : 4 * 64 + 64 + 64 * 2].view(64, 2)
+    w2[0, 0], w2[0, 1] = -50.0, 50.0
+    return center
 
 
 def _sync(device: torch.device) -> None:
@@ -53,13 +68,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _strategy(problem, population: int, device: torch.device, seed: int = 0) -> OpenAIES:
-    return OpenAIES(problem.initial_center(seed).to(device), population_size=population, sigma=0.1, lr=0.01,
-                    optimizer="adam", seed=seed)
+def _strategy(problem, population: int, device: torch.device, seed: int = 0, balancing: bool = False) -> OpenAIES:
+    center = balancing_center(problem) if balancing else problem.initial_center(seed)
+    return OpenAIES(center.to(device), population_size=population, sigma=0.1, lr=0.01, optimizer="adam", seed=seed)
 
 
 def _generation(problem, strategy: OpenAIES, device: torch.device) -> dict[str, float]:
-    """One timed ask -> evaluate -> tell."""
+    """One timed ask -> evaluate -> tell, from the problem's first state (a fresh normaliser:
+    every timed generation then plays the same episodes)."""
+    if problem.normalizer is not None:
+        fresh = type(problem.normalizer)(problem.normalizer.shape, clip=problem.normalizer.clip)
+        problem.normalizer.load_state_dict(fresh.state_dict())
     _sync(device)
     start = time.perf_counter()
     population = strategy.ask()
@@ -101,46 +120,50 @@ def _split(problem: TorchEnvProblem, strategy: OpenAIES, device: torch.device, s
     return {"build_members": build, "forward_per_step": forward, "env_step_per_step": env_step}
 
 
-def throughput(env_id: str, populations: list[int], device: torch.device, repeats: int, gym_max: int) -> list[dict]:
-    hidden = WORKLOADS[env_id]
+def throughput(workload: str, populations: list[int], device: torch.device, repeats: int, gym_max: int) -> list[dict]:
+    hidden = WORKLOADS[workload]
+    env_id, _, variant = workload.partition(":")
+    balancing = variant == "balancing"
     obs_norm = get_defaults(env_id).obs_norm
     rows = []
     for n in populations:
-        row: dict = {"env_id": env_id, "population": n, "policy": None, "device": str(device)}
+        row: dict = {"env_id": env_id, "workload": workload, "population": n, "policy": None, "device": str(device)}
         problem = TorchEnvProblem(env_id, {"hidden": hidden}, obs_norm=obs_norm, device=device)
         row["policy"] = problem.policy.describe()
-        strategy = _strategy(problem, n, device)
+        strategy = _strategy(problem, n, device, balancing=balancing)
         try:
             _generation(problem, strategy, device)  # warm-up: allocator, kernels, caches
-            strategy = _strategy(problem, n, device)
+            strategy = _strategy(problem, n, device, balancing=balancing)
         except ValueError as error:  # the memory estimate
             row["skipped"] = str(error)
-            print(f"{env_id} population {n:,}: skipped ({error})", flush=True)
+            print(f"{workload} population {n:,}: skipped ({error})", flush=True)
             rows.append(row)
             continue
         # every repeat is generation 0 of the same seed: the same members, the same episodes
-        runs = [_generation(problem, _strategy(problem, n, device), device) for _ in range(repeats)]
+        runs = [_generation(problem, _strategy(problem, n, device, balancing=balancing), device)
+                for _ in range(repeats)]
         best = min(runs, key=lambda r: r["wall"])
         row.update({k: best[k] for k in ("wall", "evaluate", "tell", "env_steps")})
         row["steps_per_s"] = best["env_steps"] / best["wall"]
         row["eval_steps_per_s"] = best["env_steps"] / best["evaluate"]
         row.update(_split(problem, strategy, device))  # where the time goes (on CUDA: launch-bound or not)
-        text = (f"{env_id} {row['policy']} population {n:>9,}: {row['steps_per_s']:>14,.0f} env-steps/s per generation "
-                f"({best['env_steps']:,} steps, {best['wall'] * 1e3:.1f} ms; evaluate {best['evaluate'] * 1e3:.1f} ms, "
-                f"tell {best['tell'] * 1e3:.1f} ms)")
+        text = (f"{workload} {row['policy']} population {n:>9,}: {row['steps_per_s']:>14,.0f} env-steps/s per "
+                f"generation ({best['env_steps']:,} steps, {best['wall'] * 1e3:.1f} ms; evaluate "
+                f"{best['evaluate'] * 1e3:.1f} ms, tell {best['tell'] * 1e3:.1f} ms)")
         if "forward_per_step" in row:
             text += (f"; members {row['build_members'] * 1e3:.1f} ms, forward {row['forward_per_step'] * 1e3:.2f} ms"
                      f" + env step {row['env_step_per_step'] * 1e3:.2f} ms per step")
         print(text, flush=True)
         if device.type == "cpu" and n <= gym_max:
             gym_problem = GymProblem(env_id, {"hidden": hidden}, obs_norm=obs_norm)
-            _generation(gym_problem, _strategy(gym_problem, n, device), device)
-            gym_runs = [_generation(gym_problem, _strategy(gym_problem, n, device), device) for _ in range(repeats)]
+            _generation(gym_problem, _strategy(gym_problem, n, device, balancing=balancing), device)
+            gym_runs = [_generation(gym_problem, _strategy(gym_problem, n, device, balancing=balancing), device)
+                        for _ in range(repeats)]
             gym_best = min(gym_runs, key=lambda r: r["wall"])
             row["gym_steps_per_s"] = gym_best["env_steps"] / gym_best["wall"]
             row["gym_env_steps"] = gym_best["env_steps"]
             row["ratio_vs_numpy"] = row["steps_per_s"] / row["gym_steps_per_s"]
-            print(f"{'':>{len(env_id)}} numpy path (GymProblem) population {n:>9,}: {row['gym_steps_per_s']:>14,.0f} "
+            print(f"{'':>{len(workload)}} numpy path (GymProblem) population {n:>9,}: {row['gym_steps_per_s']:>14,.0f} "
                   f"env-steps/s ({gym_best['env_steps']:,} steps, {gym_best['wall'] * 1e3:.1f} ms); torch / numpy "
                   f"= {row['ratio_vs_numpy']:.2f}", flush=True)
             gym_problem.close()
@@ -219,7 +242,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--populations", help="comma-separated (default 1k,10k,100k,1M on CUDA; 1k,10k on CPU)")
-    parser.add_argument("--envs", default="CartPole-v1,Pendulum-v1")
+    parser.add_argument("--envs", default="CartPole-v1,Pendulum-v1,CartPole-v1:balancing",
+                        help=f"workloads, of {', '.join(WORKLOADS)}")
     parser.add_argument("--repeats", type=int, default=3, help="timed generations per point (the fastest counts)")
     parser.add_argument("--gym-max", type=int, default=100_000, help="largest population run through GymProblem (CPU)")
     parser.add_argument("--solve-seeds", default="0,1,2", help="seeds of the CartPole solve runs ('' skips them)")
@@ -260,7 +284,7 @@ def main() -> None:
         save()
     if args.jax:
         figures["jax"] = jax_side_by_side(populations, args.repeats, args.jax_python, args.jax_timeout)
-        ours = {r["population"]: r for r in figures["throughput"] if r["env_id"] == "CartPole-v1" and "wall" in r}
+        ours = {r["population"]: r for r in figures["throughput"] if r["workload"] == "CartPole-v1" and "wall" in r}
         for row in figures["jax"].get("throughput", []):
             mine = ours.get(row["population"])
             if mine is not None:
