@@ -224,13 +224,16 @@ def jax_side_by_side(populations: list[int], repeats: int, python: str, timeout:
         print(f"JAX side-by-side skipped: {reason}", flush=True)
         return {"skipped": reason}
     out = HERE / ".gpu_jax.json"
+    out.unlink(missing_ok=True)
     command = [python, str(HERE / "gpu_jax.py"), "--populations", ",".join(map(str, populations)),
                "--repeats", str(repeats), "--json", str(out)]
     try:
         done = subprocess.run(command, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         print(f"JAX side-by-side stopped after {timeout:g} s", flush=True)
-        return {"skipped": f"timeout {timeout:g} s"}
+        if not out.exists():
+            return {"skipped": f"timeout {timeout:g} s"}
+        done = subprocess.CompletedProcess(command, 0)  # keep the populations it finished
     if done.returncode != 0 or not out.exists():
         return {"skipped": f"gpu_jax.py exited {done.returncode}"}
     result = json.loads(out.read_text())

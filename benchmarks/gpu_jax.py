@@ -167,10 +167,15 @@ def main() -> None:
         print(f"evosax+gymnax CartPole-v1 4-64-2 population {n:>9,}: {row['live_steps_per_s']:>14,.0f} env-steps/s "
               f"({live:,} episode steps, {wall * 1e3:.1f} ms per generation; {row['computed_steps_per_s']:,.0f} "
               f"counting all {STEPS} scan steps; compile {compile_s:.1f} s)", flush=True)
-    result = {"jax": jax.__version__, "device": str(jax.devices()[0]), "throughput": rows}
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(result, handle, indent=1)
+        save(args.json, rows)
+    save(args.json, rows)
+
+
+def save(path: str | None, rows: list[dict]) -> None:
+    """Write what was measured so far (a run stopped by a timeout keeps it)."""
+    if path:
+        with open(path, "w") as handle:
+            json.dump({"jax": jax.__version__, "device": str(jax.devices()[0]), "throughput": rows}, handle, indent=1)
 
 
 if __name__ == "__main__":
