@@ -227,6 +227,7 @@ def rollout_device(
     stats: bool = False,
     start_state: torch.Tensor | None = None,
     compact: bool = True,
+    cuda_graph: bool = False,
 ) -> dict[str, torch.Tensor]:
     """One episode in every sub-env of ``env``; row ``j`` of ``net`` acts in sub-env ``j``.
 
@@ -235,6 +236,11 @@ def rollout_device(
     returns are summed in float64 in time order (like ``rollout_batch``). Every
     ``check_every`` steps the host reads how many rows still run: it stops when none do,
     and keeps only the running rows once half have finished (``compact``).
+
+    ``cuda_graph`` (CUDA only): the step (forward, env step, accumulation) is captured once
+    as a CUDA graph and replayed, one launch per step instead of one per operation; rows
+    are never dropped then (the graph's shapes are fixed). The same kernels in the same
+    order as the eager step, so the same numbers as ``compact=False``.
 
     Returns ``{"returns": float64 (m,), "lengths": int64 (m,)}`` on the device, plus
     ``"sums"`` and ``"squares"`` (float64 ``(m, obs_dim)``, shifted by the normaliser's
@@ -245,67 +251,108 @@ def rollout_device(
         raise ValueError(f"{len(net)} policy rows for {m} sub-envs")
     check_every = _check_count("check_every", check_every)
     device = env.device
+    if cuda_graph and device.type != "cuda":
+        raise ValueError(f"cuda_graph needs a CUDA device, the envs are on {device}")
     obs = env.reset(state=start_state) if start_state is not None else env.reset(seeds)
-    returns = torch.zeros(m, dtype=torch.float64, device=device)
-    lengths = torch.zeros(m, dtype=torch.int64, device=device)
-    active = torch.ones(m, dtype=torch.bool, device=device)
-    dim = obs.shape[1]
-    sums = torch.zeros(m, dim, dtype=torch.float64, device=device) if stats else None
-    squares = torch.zeros(m, dim, dtype=torch.float64, device=device) if stats else None
+    acc = {
+        "returns": torch.zeros(m, dtype=torch.float64, device=device),
+        "lengths": torch.zeros(m, dtype=torch.int64, device=device),
+        "active": torch.ones(m, dtype=torch.bool, device=device),
+    }
+    if stats:
+        acc["sums"] = torch.zeros(m, obs.shape[1], dtype=torch.float64, device=device)
+        acc["squares"] = torch.zeros(m, obs.shape[1], dtype=torch.float64, device=device)
     shift = normalization.shift if (stats and normalization is not None) else None
-    full: dict[str, torch.Tensor] | None = None  # full-size results once rows were dropped
-    index: torch.Tensor | None = None  # original row of each current row
-    for step in range(max_steps):
+
+    def step(obs: torch.Tensor) -> torch.Tensor:
+        """One step of every row; the accumulators in ``acc`` are updated in place."""
+        active = acc["active"]
         if stats:
             x = obs.to(torch.float64)
             if shift is not None:
                 x = x.sub_(shift)
             x = x.mul_(active.unsqueeze(1))
-            sums += x
-            squares.addcmul_(x, x)
+            acc["sums"] += x
+            acc["squares"].addcmul_(x, x)
         o = normalization(obs) if normalization is not None else obs
         actions = net(o)
         obs, rewards, terminated, truncated = env.step(actions)
-        returns += torch.where(active, rewards.to(torch.float64), 0.0)
-        lengths += active
+        acc["returns"] += torch.where(active, rewards.to(torch.float64), 0.0)
+        acc["lengths"] += active
         active &= ~(terminated | truncated)
-        if (step + 1) % check_every and step + 1 < max_steps:
+        return obs
+
+    if cuda_graph:
+        return _rollout_graphed(env, step, obs, acc, max_steps, check_every)
+    full: dict[str, torch.Tensor] | None = None  # full-size results once rows were dropped
+    index: torch.Tensor | None = None  # original row of each current row
+    for t in range(max_steps):
+        obs = step(obs)
+        if (t + 1) % check_every and t + 1 < max_steps:
             continue
-        running = int(active.sum())
+        running = int(acc["active"].sum())
         if running == 0:
             break
         if compact and running * 2 <= len(net):
-            keep = torch.nonzero(active).squeeze(1)
+            keep = torch.nonzero(acc["active"]).squeeze(1)
             if full is None:
-                full = {"returns": returns.clone(), "lengths": lengths.clone()}
-                if stats:
-                    full["sums"], full["squares"] = sums.clone(), squares.clone()
+                full = {k: v.clone() for k, v in acc.items() if k != "active"}
                 index = torch.arange(m, device=device)
             else:
-                _write_back(full, index, returns, lengths, sums, squares)
+                _write_back(full, index, acc)
             index = index.index_select(0, keep)
-            returns, lengths, active = returns[keep], lengths[keep], active[keep]
+            for key in acc:
+                acc[key] = acc[key].index_select(0, keep)
             obs = obs.index_select(0, keep)
-            if stats:
-                sums, squares = sums.index_select(0, keep), squares.index_select(0, keep)
             env.select(keep)
             net.select(keep)
     if full is None:
-        out = {"returns": returns, "lengths": lengths}
-        if stats:
-            out["sums"], out["squares"] = sums, squares
-        return out
-    _write_back(full, index, returns, lengths, sums, squares)
+        return {k: v for k, v in acc.items() if k != "active"}
+    _write_back(full, index, acc)
     return full
 
 
-def _write_back(full: dict[str, torch.Tensor], index: torch.Tensor, returns: torch.Tensor, lengths: torch.Tensor,
-                sums: torch.Tensor | None, squares: torch.Tensor | None) -> None:
-    full["returns"].index_copy_(0, index, returns)
-    full["lengths"].index_copy_(0, index, lengths)
-    if sums is not None:
-        full["sums"].index_copy_(0, index, sums)
-        full["squares"].index_copy_(0, index, squares)
+def _rollout_graphed(env: TorchEnv, step: Any, obs: torch.Tensor, acc: dict[str, torch.Tensor],
+                     max_steps: int, check_every: int) -> dict[str, torch.Tensor]:
+    """``step`` captured as a CUDA graph over fixed tensors, replayed once per env step."""
+    device = env.device
+    names = ("state", "steps", *env._row_buffers())
+    static = {name: getattr(env, name).clone() for name in names}
+    static_obs = obs.clone()
+
+    def body() -> None:
+        for name in names:  # the env reads the fixed tensors ...
+            setattr(env, name, static[name])
+        new_obs = step(static_obs)
+        for name in names:  # ... and its new state is copied back into them
+            static[name].copy_(getattr(env, name))
+        static_obs.copy_(new_obs)
+
+    mutable = [static_obs, *static.values(), *acc.values()]
+    saved = [t.clone() for t in mutable]
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):  # warm-up outside the capture (cuBLAS handles, allocator)
+        for _ in range(2):
+            body()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        body()
+    for tensor, value in zip(mutable, saved, strict=True):  # undo the warm-up steps
+        tensor.copy_(value)
+    for t in range(max_steps):
+        graph.replay()
+        if ((t + 1) % check_every == 0 or t + 1 == max_steps) and not bool(acc["active"].any()):
+            break
+    for name in names:
+        setattr(env, name, static[name])
+    return {k: v for k, v in acc.items() if k != "active"}
+
+
+def _write_back(full: dict[str, torch.Tensor], index: torch.Tensor, acc: dict[str, torch.Tensor]) -> None:
+    for key, value in full.items():
+        value.index_copy_(0, index, acc[key])
 
 
 # ---- memory ---------------------------------------------------------------------------
@@ -386,6 +433,8 @@ class TorchEnvProblem(GymProblem):
             float32 products; see ``docs/gpu.md``).
         memory_fraction: refuse a generation whose estimate exceeds this share of the
             device's free memory (a clear ``ValueError`` instead of an out-of-memory error).
+        cuda_graph: replay each env step as one captured CUDA graph (CUDA only; finished
+            rows are then masked, never dropped; see :func:`rollout_device`).
     """
 
     def __init__(
@@ -402,6 +451,7 @@ class TorchEnvProblem(GymProblem):
         check_every: int = 8,
         allow_tf32: bool = False,
         memory_fraction: float = 0.9,
+        cuda_graph: bool = False,
     ) -> None:
         check_torch_env_id(env_id)
         self.device = check_device(device)
@@ -417,6 +467,9 @@ class TorchEnvProblem(GymProblem):
         if not 0 < memory_fraction <= 1:
             raise ValueError(f"memory_fraction must be in (0, 1], got {memory_fraction!r}")
         self.memory_fraction = float(memory_fraction)
+        if cuda_graph and self.device.type != "cuda":
+            raise ValueError(f"cuda_graph needs a CUDA device, got device {str(self.device)!r}")
+        self.cuda_graph = bool(cuda_graph)
         self.env_cls = TORCH_ENVS[self.env_id]
 
     @property
@@ -509,7 +562,7 @@ class TorchEnvProblem(GymProblem):
             start = env.start_states(seeds).repeat(len(indices), 1)
             result = rollout_device(
                 env, net, None, start_state=start, max_steps=self.max_steps, check_every=self.check_every,
-                normalization=normalization, stats=normalization is not None,
+                normalization=normalization, stats=normalization is not None, cuda_graph=self.cuda_graph,
             )
             del net
             returns = result["returns"].reshape(len(indices), episodes).cpu()
@@ -557,6 +610,7 @@ class TorchEnvProblem(GymProblem):
             result = rollout_device(
                 self._env(episodes, max(limit, spec_limit)), net, list(range(seed, seed + episodes)),
                 max_steps=limit, check_every=self.check_every, normalization=normalization,
+                cuda_graph=self.cuda_graph,
             )
         return result["returns"].cpu()
 
