@@ -298,9 +298,10 @@ def main() -> None:
         figures["jax"] = jax_side_by_side(populations, args.repeats, args.jax_python, args.jax_timeout)
         ours: dict[int, dict] = {}  # the faster of the eager and graphed variants
         for r in figures["throughput"]:
-            if r["workload"] == "CartPole-v1" and "wall" in r:
-                if r["population"] not in ours or r["steps_per_s"] > ours[r["population"]]["steps_per_s"]:
-                    ours[r["population"]] = r
+            if r["workload"] != "CartPole-v1" or "wall" not in r:
+                continue
+            if r["population"] not in ours or r["steps_per_s"] > ours[r["population"]]["steps_per_s"]:
+                ours[r["population"]] = r
         for row in figures["jax"].get("throughput", []):
             mine = ours.get(row["population"])
             if mine is not None:
