@@ -218,8 +218,8 @@ def solve_cartpole(device: torch.device, seeds: list[int], vector: str = "torch"
 def jax_side_by_side(populations: list[int], repeats: int, python: str, timeout: float) -> dict:
     """Run ``gpu_jax.py`` in a subprocess; its JSON, or why it was skipped."""
     try:
-        probe = subprocess.run([python, "-c", "import jax, evosax, gymnax; print(jax.default_backend())"],
-                               capture_output=True, text=True, timeout=120)
+        probe = subprocess.run([python, str(HERE / "gpu_jax.py"), "--probe"], capture_output=True, text=True,
+                               timeout=120)
     except (OSError, subprocess.TimeoutExpired) as error:
         print(f"JAX side-by-side skipped: {error}", flush=True)
         return {"skipped": str(error)}

@@ -24,11 +24,25 @@ say() { echo "$@" | tee -a "$LOG"; }
 say "== gpu_check $(date -u +%FT%TZ) on $(hostname)"
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" 2>&1 | tee -a "$LOG"
 
-need() {  # need MODULE WHEEL_SPEC: install the wheel from $WHEELS if MODULE does not import
+unpack() {  # unpack SPEC: without pip, a wheel is a zip file to extract into $SITE
+  local name=${1%%==*} version=
+  [[ $1 == *==* ]] && version=${1#*==}
+  name=$(echo "$name" | tr 'A-Z-' 'a-z_')
+  local wheel
+  wheel=$(ls "$WHEELS"/*.whl | while read -r w; do
+    base=$(basename "$w" | tr 'A-Z' 'a-z')
+    [[ $base == "$name-${version:-}"* ]] && echo "$w"; done | sort | tail -1)
+  [ -n "$wheel" ] && "$PY" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$wheel" "$SITE"
+}
+have() {  # have MODULE: installed (found, not imported: gymnax imports seaborn, which gpu_jax.py stubs)
+  "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$1') is None)" >/dev/null 2>&1
+}
+need() {  # need MODULE WHEEL_SPEC: install the wheel from $WHEELS if MODULE is not installed
   local module=$1 spec=$2
-  if ! "$PY" -c "import $module" >/dev/null 2>&1; then
+  if ! have "$module"; then
     if [ -d "$WHEELS" ]; then
-      "$PY" -m pip install -q --no-index --no-deps --find-links "$WHEELS" --target "$SITE" "$spec" >>"$LOG" 2>&1 \
+      { "$PY" -m pip install -q --no-index --no-deps --find-links "$WHEELS" --target "$SITE" "$spec" >>"$LOG" 2>&1 \
+        || unpack "$spec"; } && have "$module" \
         && say "installed $spec" || say "could not install $spec from $WHEELS"
     else
       say "missing $module and no $WHEELS (run benchmarks/gpu_wheels.sh with network, carry the folder)"
