@@ -36,6 +36,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
+EXIT_TARGET_MISSED = 3  # training ended (generation budget) without reaching --target
 
 ALGOS = ("openai-es",)
 # Settings that define a run: a checkpoint only continues a run made with the same ones.
@@ -212,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--resume", metavar="DIR", help="continue the run in DIR (or from a checkpoint file)")
     train.add_argument("--tensorboard", action="store_true", default=None, help="also write TensorBoard events")
-    train.add_argument("--quiet", action="store_true", help="no progress display")
+    train.add_argument("--quiet", action="store_true", help="no progress display (summary still printed)")
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser(
@@ -562,9 +563,10 @@ def _train(args: argparse.Namespace) -> int:
             return 0
         if trainer.generation < config["generations"] and callable(getattr(evaluator, "start", None)):
             evaluator.start()  # worker start-up (a second or more) out of the first timed generation
+        first_generation = trainer.generation
         result = trainer.run(config["generations"])
         # reported before closing: a 2nd SIGTERM while the workers stop still finds it printed
-        return _report(result, config, directory, args.quiet)
+        return _report(result, config, directory, trained=result.generation > first_generation)
     finally:
         evaluator.close()
         problem.close()
@@ -580,7 +582,9 @@ def _describe(evaluator: Any, timeout: float | None = None) -> str:
     return text
 
 
-def _report(result: Any, config: dict[str, Any], directory: Path, quiet: bool) -> int:
+def _report(result: Any, config: dict[str, Any], directory: Path, trained: bool) -> int:
+    """Print the outcome; the exit status is EXIT_TARGET_MISSED when this call trained
+    through its generation budget without reaching the target."""
     steps = f"{result.env_steps:,} env steps"
     best = "-" if result.best_test_reward is None else f"{result.best_test_reward:.2f}"
     if result.reason in ("interrupted", "terminated"):
@@ -593,19 +597,28 @@ def _report(result: Any, config: dict[str, Any], directory: Path, quiet: bool) -
             flush=True,
         )
         return EXIT_INTERRUPTED if result.reason == "interrupted" else EXIT_TERMINATED
-    if not quiet:
-        if result.reason == "target":
-            print(
-                f"Solved {config['env_id']} at generation {result.generation}: test mean {best} >= "
-                f"{config['target']:g} ({config['test_episodes']} episodes) "
-                f"in {result.elapsed:.1f} s, {steps}."
-            )
-        else:
-            print(
-                f"Stopped after {result.generation} generations ({result.elapsed:.1f} s, {steps}); "
-                f"best test mean {best} at generation {result.best_generation}."
-            )
-        print(f"Run directory: {directory}  (pytorch-es eval {directory}; pytorch-es play {directory} --gif out.gif)")
+    if result.reason == "target":
+        print(
+            f"Solved {config['env_id']} at generation {result.generation}: test mean {best} >= "
+            f"{config['target']:g} ({config['test_episodes']} episodes) "
+            f"in {result.elapsed:.1f} s, {steps}."
+        )
+    else:
+        print(
+            f"Stopped after {result.generation} generations ({result.elapsed:.1f} s, {steps}); "
+            f"best test mean {best} at generation {result.best_generation}."
+        )
+    print(f"Run directory: {directory}  (pytorch-es eval {directory}; pytorch-es play {directory} --gif out.gif)")
+    if trained and result.reason != "target" and config["target"] is not None:
+        print(
+            f"pytorch-es train: target {config['target']:g} not reached in {result.generation} generations "
+            f"(best test mean {best}); try more generations (pytorch-es train --resume {directory} "
+            f"--generations {2 * max(result.generation, 1)}), a larger --population or --episodes, "
+            f"or another --seed",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_TARGET_MISSED
     return 0
 
 

@@ -53,7 +53,10 @@ class ObservationStats:
             if count:
                 self.counts += 1.0
             self.sums += x
-            self.squares.addcmul_(x, x)
+            # x * x, not addcmul_: a fused multiply-add rounds differently from the
+            # index_add_ branch, and which branch a member's step takes depends on the
+            # batch it runs in (serial vs worker chunks); both must round alike.
+            self.squares += x * x
         else:
             if count:
                 self.counts.index_add_(0, rows, torch.ones(len(rows), dtype=torch.float64))
