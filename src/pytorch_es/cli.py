@@ -468,7 +468,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pytorch_es.evaluation import make_evaluator
+    from pytorch_es.evaluation import make_evaluator, resolve_backend
     from pytorch_es.rl import GymProblem
     from pytorch_es.training import (
         CheckpointCallback,
@@ -478,6 +478,7 @@ def _train(args: argparse.Namespace) -> int:
         Trainer,
     )
     from pytorch_es.training.checkpoint import CHECKPOINT_NAME
+    from pytorch_es.training.progress import SlowGenerationHint
     from pytorch_es.training.rundir import CONFIG_NAME, TENSORBOARD_DIR, PolicySaver, write_json
 
     state = None
@@ -508,10 +509,13 @@ def _train(args: argparse.Namespace) -> int:
         max_steps=config["max_steps"],
         obs_norm=config["obs_norm"],
     )
+    _warn_if_pixels(problem)
     strategy = _make_strategy(config, problem.initial_center(config["seed"]))
     try:
+        choice = resolve_backend(config["backend"], config["workers"], config.get("ray_address"), problem)
         evaluator = make_evaluator(
-            config["backend"], config["workers"], config.get("ray_address"), config["timeout"], problem=problem
+            config["backend"], config["workers"], config.get("ray_address"), config["timeout"], problem=problem,
+            choice=choice,
         )
     except BaseException:
         problem.close()
@@ -520,6 +524,8 @@ def _train(args: argparse.Namespace) -> int:
         callbacks: list[Any] = []
         if not args.quiet:
             callbacks.append(ProgressCallback())
+            if choice.backend == "serial":
+                callbacks.append(SlowGenerationHint(_workers_hint))
         callbacks.append(MetricsCSV(directory / "metrics.csv"))
         if config["tensorboard"]:
             callbacks.append(TensorBoardLogger(directory / TENSORBOARD_DIR))
@@ -550,7 +556,8 @@ def _train(args: argparse.Namespace) -> int:
             print(
                 f"{config['env_id']}: {where}; {problem.policy.describe()}, "
                 f"population {config['population']}, seed {config['seed']}, target {config['target']}, "
-                f"{_describe(evaluator, config['timeout'])}; run directory {directory}",
+                f"{_describe(evaluator, config['timeout'])} ({config['backend']}: {choice.reason}); "
+                f"run directory {directory}",
                 flush=True,
             )
         last = trainer.metrics[-1]["test_reward"] if trainer.metrics else None
@@ -570,6 +577,32 @@ def _train(args: argparse.Namespace) -> int:
     finally:
         evaluator.close()
         problem.close()
+
+
+def _warn_if_pixels(problem: Any) -> None:
+    from pytorch_es.rl.envs import is_pixel_space
+
+    space = problem.observation_space
+    if is_pixel_space(space):
+        print(
+            f"warning: {problem.env_id} observes pixels {tuple(space.shape)}: {int(space.low.size):,} inputs "
+            f"give the policy {problem.policy.num_parameters:,} parameters, and ES on raw frames is slow to "
+            "learn; give it features with an observation wrapper, or use a smaller --hidden",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _workers_hint(seconds: float) -> str | None:
+    from pytorch_es.evaluation.factory import available_cores
+
+    cores = available_cores()
+    if cores < 2:
+        return None
+    return (
+        f"hint: a generation takes {seconds:.0f} s in this one process; --workers {cores} runs members "
+        f"on {cores} worker processes (--backend ray for a cluster)"
+    )
 
 
 def _describe(evaluator: Any, timeout: float | None = None) -> str:
