@@ -197,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workers", type=_positive_int(), help="worker processes / actors")
     train.add_argument("--ray-address", help="address of a running Ray cluster (HOST:PORT)")
     train.add_argument(
+        "--ray-allow-network",
+        action="store_true",
+        help="start a local Ray even though its servers listen on all interfaces (Ray 2.60 cannot bind them "
+        "to loopback; see docs/cluster.md, Security)",
+    )
+    train.add_argument(
         "--timeout",
         type=_timeout,
         metavar="SECONDS",
@@ -510,7 +516,12 @@ def _train(args: argparse.Namespace) -> int:
     strategy = _make_strategy(config, problem.initial_center(config["seed"]))
     try:
         evaluator = make_evaluator(
-            config["backend"], config["workers"], config.get("ray_address"), config["timeout"], problem=problem
+            config["backend"],
+            config["workers"],
+            config.get("ray_address"),
+            config["timeout"],
+            problem=problem,
+            **_ray_options(args, config),
         )
     except BaseException:
         problem.close()
@@ -568,6 +579,13 @@ def _train(args: argparse.Namespace) -> int:
     finally:
         evaluator.close()
         problem.close()
+
+
+def _ray_options(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
+    """``--ray-allow-network``: passed to a Ray backend only (never saved: asked for each time)."""
+    if getattr(args, "ray_allow_network", False) and (config["backend"] == "ray" or config.get("ray_address")):
+        return {"allow_network": True}
+    return {}
 
 
 def _describe(evaluator: Any, timeout: float | None = None) -> str:
