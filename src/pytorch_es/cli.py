@@ -17,6 +17,7 @@ usage errors need argparse only: torch (seconds to import) is imported after the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import io
 import json
@@ -465,11 +466,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     workers started so far are closed."""
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    previous_sigint = signal.getsignal(signal.SIGINT) if in_main_thread else None
     try:
-        return _train(args)
+        with contextlib.ExitStack() as resources:  # the run directory's lock, released last
+            args.resources = resources
+            return _train(args)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_sigint is not None and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, previous_sigint)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -488,6 +494,7 @@ def _train(args: argparse.Namespace) -> int:
     state = None
     if args.resume:
         directory, config, state = _load_resume(args)
+        _hold_run_directory(args, directory, created=False)
     else:
         config = _new_config(args)
         directory = Path(args.out) if args.out else _default_out(config["env_id"])
@@ -498,10 +505,17 @@ def _train(args: argparse.Namespace) -> int:
             )
         if directory.exists() and not directory.is_dir():
             raise CLIError(f"--out {str(directory)!r} exists and is not a directory")
+        created = not directory.exists()
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise CLIError(f"cannot create --out {str(directory)!r}: {error.strerror or error}") from None
+        _hold_run_directory(args, directory, created=created)
+        if (directory / CHECKPOINT_NAME).exists():  # written by a run that ended while this one started
+            raise CLIError(
+                f"--out {str(directory)!r} already holds a run; continue it with "
+                f"pytorch-es train --resume {directory}, or choose another --out"
+            )
     if not os.access(directory, os.W_OK):
         raise CLIError(f"run directory {str(directory)!r} is not writable")
     _check_timeout_backend(config["timeout"], config["backend"])  # a resumed run's backend
@@ -534,7 +548,8 @@ def _train(args: argparse.Namespace) -> int:
         if config["tensorboard"]:
             callbacks.append(TensorBoardLogger(directory / TENSORBOARD_DIR))
         callbacks.append(PolicySaver(directory, problem, seed=config["seed"]))
-        callbacks.append(CheckpointCallback(directory, config, every=config["checkpoint_every"]))
+        checkpointer = CheckpointCallback(directory, config, every=config["checkpoint_every"])
+        callbacks.append(checkpointer)
         trainer = Trainer(
             strategy,
             problem,
@@ -574,11 +589,37 @@ def _train(args: argparse.Namespace) -> int:
         if trainer.generation < config["generations"] and callable(getattr(evaluator, "start", None)):
             evaluator.start()  # worker start-up (a second or more) out of the first timed generation
         result = trainer.run(config["generations"])
+        if result.reason in ("interrupted", "terminated"):
+            _ignore_further_interrupts()
         # reported before closing: a 2nd SIGTERM while the workers stop still finds it printed
-        return _report(result, config, directory, args.quiet)
+        return _report(result, config, directory, args.quiet, checkpointer.saved_generation)
     finally:
         evaluator.close()
         problem.close()
+
+
+def _hold_run_directory(args: argparse.Namespace, directory: Path, created: bool) -> None:
+    """One run per directory: its lock for the rest of the command (a second train or
+    resume fails at once, naming the holder's PID), stale temporary files of a killed
+    run removed, and a directory this command created removed again if the run fails
+    before writing anything into it."""
+    from pytorch_es.training.rundir import (
+        RunDirectoryError,
+        RunDirectoryLock,
+        remove_if_empty,
+        remove_stale_temporaries,
+    )
+
+    resources = getattr(args, "resources", None)
+    try:
+        lock = RunDirectoryLock(directory).acquire()
+    except RunDirectoryError as error:  # the directory is the holder's: leave it alone
+        raise CLIError(str(error)) from None
+    if resources is not None:
+        resources.callback(lock.release)
+        if created:
+            resources.callback(remove_if_empty, directory)  # runs first: the lock is still held
+    remove_stale_temporaries(directory)
 
 
 def _ray_options(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
@@ -598,15 +639,37 @@ def _describe(evaluator: Any, timeout: float | None = None) -> str:
     return text
 
 
-def _report(result: Any, config: dict[str, Any], directory: Path, quiet: bool) -> int:
+def _ignore_further_interrupts() -> None:
+    """After an interrupted run has saved: more Ctrl-C (a signal storm) must not turn the
+    report and the closing of the workers into a traceback. Restored by cmd_train."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _checkpoint_note(directory: Path, generation: int, saved: int | None) -> tuple[str, bool]:
+    """What the run directory holds now, as said in the report, and whether it can be resumed."""
+    from pytorch_es.training.checkpoint import CHECKPOINT_NAME, checkpoint_generation
+
+    path = directory / CHECKPOINT_NAME
+    if saved is not None and saved == generation:
+        return f"checkpoint saved in {path}", True
+    on_disk = checkpoint_generation(path)
+    if on_disk is None:
+        return "no checkpoint was written", False
+    return f"NOT saved: the checkpoint in {path} is the one of generation {on_disk}", True
+
+
+def _report(
+    result: Any, config: dict[str, Any], directory: Path, quiet: bool, saved: int | None = None
+) -> int:
     steps = f"{result.env_steps:,} env steps"
     best = "-" if result.best_test_reward is None else f"{result.best_test_reward:.2f}"
     if result.reason in ("interrupted", "terminated"):
         what = "Interrupted" if result.reason == "interrupted" else "Terminated (SIGTERM)"
+        note, resumable = _checkpoint_note(directory, result.generation, saved)
         print(
-            f"{what} at generation {result.generation} ({result.elapsed:.1f} s, {steps}); "
-            f"checkpoint saved in {directory / 'checkpoint.pt'}.\n"
-            f"Resume with: pytorch-es train --resume {directory}",
+            f"{what} at generation {result.generation} ({result.elapsed:.1f} s, {steps}); {note}."
+            + (f"\nResume with: pytorch-es train --resume {directory}" if resumable else ""),
             file=sys.stderr,
             flush=True,
         )
@@ -778,6 +841,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if argv is None:
             gc.freeze()
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # exiting now: no traceback from a late Ctrl-C
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -811,6 +876,8 @@ def _main(argv: Sequence[str] | None) -> int:
                 warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return int(args.func(args))
     except KeyboardInterrupt:
+        if argv is None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopping: more Ctrl-C must not cut this short
         print(f"pytorch-es {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except _Terminated:  # SIGTERM before or after the training loop (which handles its own)
