@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import assert_one_line_error, run_cli
 from pytorch_es.training import load_checkpoint
 from pytorch_es.training.loop import deferred_signals
 
@@ -101,3 +102,52 @@ def test_the_report_says_only_what_was_written(tmp_path):
     note, resumable = _checkpoint_note(tmp_path, 5, None)
     assert "NOT saved" in note and "generation 3" in note and resumable
     assert _checkpoint_note(tmp_path, 5, 5)[0].startswith("checkpoint saved in")
+
+
+# ------------------------------------------------------- item 3: one run per directory
+QUICK = ["CartPole-v1", "--seed", "2", "--population", "8", "--hidden", "4", "--test-episodes", "2"]
+QUICK += ["--target", "none", "--workers", "1", "--quiet"]
+
+
+def test_a_second_run_in_the_same_directory_fails_at_once_naming_the_holder(tmp_path, capsys):
+    out = tmp_path / "run"
+    first = train_process(out, *QUICK, "--generations", "100000", "--checkpoint-every", "0")
+    try:
+        wait_training(first, out)
+        started = time.monotonic()
+        code, _, err = run_cli(capsys, "train", *QUICK, "--generations", "3", "--out", str(out))
+        assert time.monotonic() - started < 10
+        assert_one_line_error(code, err, "is in use by another pytorch-es run", f"pid {first.pid}")
+        code, _, err = run_cli(capsys, "train", "--resume", str(out), "--quiet")  # a resume too
+        assert_one_line_error(code, err, f"pid {first.pid}")
+        assert (out / "metrics.csv").read_text().count("\n") >= 2  # the first run's files, untouched
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)
+    assert first.returncode == 130
+    assert load_checkpoint(out / "checkpoint.pt")["state"]["generation"] >= 1
+
+
+def test_a_killed_runs_lock_and_temporaries_do_not_block_its_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    first = train_process(out, *QUICK, "--generations", "100000", "--checkpoint-every", "1")
+    wait_training(first, out)
+    while not (out / "checkpoint.pt").exists():
+        time.sleep(0.01)
+    first.kill()
+    first.communicate(timeout=30)
+    assert (out / ".lock").read_text().strip() == str(first.pid)  # a stale lock file stays behind
+    stale = out / ".checkpoint.pt.abc123.tmp"  # what a SIGKILL inside atomic_write leaves
+    stale.write_bytes(b"half a checkpoint")
+    generation = load_checkpoint(out / "checkpoint.pt")["state"]["generation"]
+    code, _, err = run_cli(capsys, "train", "--resume", str(out), "--generations", str(generation + 1), "--quiet")
+    assert code == 0, err
+    assert not stale.exists()
+    assert load_checkpoint(out / "checkpoint.pt")["state"]["generation"] == generation + 1
+
+
+def test_a_train_that_fails_leaves_no_empty_out_directory(tmp_path, capsys):
+    out = tmp_path / "new"
+    code, _, err = run_cli(capsys, "train", *QUICK, "--population", "1000000000", "--out", str(out))
+    assert code != 0 and "Traceback" not in err
+    assert not out.exists()

@@ -493,8 +493,8 @@ def _train(args: argparse.Namespace) -> int:
 
     state = None
     if args.resume:
+        _hold_run_directory(args, _resume_paths(args.resume)[0], created=False)  # before reading the checkpoint
         directory, config, state = _load_resume(args)
-        _hold_run_directory(args, directory, created=False)
     else:
         config = _new_config(args)
         directory = Path(args.out) if args.out else _default_out(config["env_id"])
