@@ -211,8 +211,16 @@ def load_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load as safetensors_load
 
+    from pytorch_es.limits import LOAD_LIMIT_VARIABLE, format_bytes, max_load_bytes
+
     path = Path(path)
     try:
+        size, limit = path.stat().st_size, max_load_bytes()
+        if size > limit:
+            raise RunDirectoryError(
+                f"{str(path)!r} is {format_bytes(size)}, more than the {format_bytes(limit)} allowed "
+                f"(raise it with {LOAD_LIMIT_VARIABLE}=16G)"
+            )
         data = path.read_bytes()
     except OSError as error:
         raise RunDirectoryError(f"cannot read {str(path)!r}: {error.strerror or error}") from None
