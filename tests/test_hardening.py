@@ -151,3 +151,190 @@ def test_a_train_that_fails_leaves_no_empty_out_directory(tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", *QUICK, "--population", "1000000000", "--out", str(out))
     assert code != 0 and "Traceback" not in err
     assert not out.exists()
+
+
+# ------------------------------------------------- item 4: every failure is one line
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("finished") / "run"
+    from pytorch_es.cli import main
+
+    assert main(["train", *QUICK, "--generations", "2", "--out", str(out)]) == 0
+    return out
+
+
+def _damaged(data: bytes, rng) -> bytes:
+    kind = rng.random()
+    if kind < 0.15:
+        return bytes(rng.randrange(256) for _ in range(rng.randint(1, 300)))
+    if kind < 0.3:  # a pickle header, then noise (torch's legacy format)
+        return b"\x80" + bytes([rng.randrange(6)]) + bytes(rng.randrange(256) for _ in range(rng.randint(0, 200)))
+    if kind < 0.6:
+        return data[: rng.randrange(len(data))]
+    damaged = bytearray(data)
+    for _ in range(rng.randint(1, 8)):
+        damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+    return bytes(damaged)
+
+
+def test_fuzzed_checkpoints_and_policies_load_or_raise_the_projects_error(finished, tmp_path):
+    import random
+    import warnings
+
+    from pytorch_es.training.checkpoint import CheckpointError
+    from pytorch_es.training.rundir import RunDirectoryError, load_policy
+
+    rng = random.Random(12)
+    checkpoint = (finished / "checkpoint.pt").read_bytes()
+    weights = (finished / "policy.safetensors").read_bytes()
+    description = (finished / "policy.json").read_bytes()
+    run = tmp_path / "run"
+    run.mkdir()
+    outcomes = {"loaded": 0, "refused": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns about odd pickle protocols in the noise
+        for trial in range(400):
+            (tmp_path / "checkpoint.pt").write_bytes(_damaged(checkpoint, rng))
+            try:
+                load_checkpoint(tmp_path / "checkpoint.pt")
+                outcomes["loaded"] += 1
+            except CheckpointError:
+                outcomes["refused"] += 1
+            (run / "policy.safetensors").write_bytes(_damaged(weights, rng) if trial % 2 else weights)
+            (run / "policy.json").write_bytes(description if trial % 2 else _damaged(description, rng))
+            try:
+                load_policy(run)
+                outcomes["loaded"] += 1
+            except RunDirectoryError:
+                outcomes["refused"] += 1
+    assert outcomes["refused"] > 300  # any other exception type fails the test above
+
+
+def test_a_checkpoint_replaced_by_text_offers_the_previous_one(finished, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    shutil.copy(run / "checkpoint.pt", run / "checkpoint.prev.pt")
+    (run / "checkpoint.pt").write_text("hello, I am not a checkpoint\n" * 10)
+    code, _, err = run_cli(capsys, "train", "--resume", str(run), "--quiet")
+    assert_one_line_error(code, err, "checkpoint.pt", "is intact", "--resume")
+
+
+def test_a_policy_edited_to_another_env_says_which_spaces_differ(finished, tmp_path, capsys):
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    description = json.loads((run / "policy.json").read_text())
+    description["env_id"] = "Acrobot-v1"
+    (run / "policy.json").write_text(json.dumps(description))
+    code, _, err = run_cli(capsys, "eval", str(run), "--episodes", "2")
+    assert_one_line_error(code, err, "does not fit Acrobot-v1", "observations", "(4,)", "(6,)", "actions")
+
+
+def test_a_raising_env_is_one_line(tmp_path, capsys):
+    import gymnasium as gym
+    from gymnasium.envs.classic_control import CartPoleEnv
+
+    class RaisingCartPole(CartPoleEnv):
+        def step(self, action):
+            raise RuntimeError("the env broke\nand said more\non several\nlines")
+
+    gym.register("PytorchEsTest/Raising-v0", entry_point=RaisingCartPole, max_episode_steps=50)
+    code, _, err = run_cli(
+        capsys, "train", "PytorchEsTest/Raising-v0", "--population", "4", "--hidden", "4", "--backend", "serial",
+        "--generations", "1", "--seed", "1", "--quiet", "--out", str(tmp_path / "run"),
+    )
+    assert_one_line_error(code, err, "RuntimeError: the env broke", "PYTORCH_ES_DEBUG=1")
+
+
+# ------------------------------------------------ item 5: bounded memory, bounded files
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--population", "1000000000"], "needs at least"),
+        (["--episodes", "1000000000"], "needs at least"),
+        (["--test-episodes", "2147483648"], "--test-episodes must be at most"),
+        (["--test-episodes", "2147483646"], "--test-episodes must be at most"),
+        (["--test-episodes", "1000000000"], "needs at least"),
+        (["--seed", str(1 << 64)], "must be <= 9223372036854775807"),
+    ],
+)
+def test_huge_sizes_fail_at_once_with_the_size_and_the_estimate(tmp_path, capsys, argv, fragment):
+    out = tmp_path / "run"
+    started = time.monotonic()
+    code, _, err = run_cli(capsys, "train", "CartPole-v1", "--generations", "1", "--quiet", "--out", str(out), *argv)
+    assert_one_line_error(code, err, fragment)
+    assert time.monotonic() - started < 20
+    assert not out.exists()  # nothing left behind
+
+
+def test_eval_of_a_billion_episodes_fails_at_once(finished, capsys):
+    code, _, err = run_cli(capsys, "eval", str(finished), "--episodes", "1000000000")
+    assert_one_line_error(code, err, "episodes=1000000000", "needs at least", "available")
+
+
+def test_a_deflated_zip_bomb_is_refused_before_it_expands(tmp_path, monkeypatch):
+    import zipfile
+
+    import torch
+
+    from pytorch_es.io import UnsafeOrCorruptFileError, load_state, load_weights, save_weights
+
+    plain = tmp_path / "plain.pt"
+    torch.save({"x": torch.zeros(96 << 20, dtype=torch.uint8)}, plain)
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info.filename))
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(UnsafeOrCorruptFileError, match="would expand to 96.0 MiB"):
+        load_state(bomb)
+    # the cap on plain files: configurable, by argument and by environment
+    with pytest.raises(UnsafeOrCorruptFileError, match="more than the 1.0 MiB allowed"):
+        load_state(plain, max_bytes=1 << 20)
+    save_weights(tmp_path / "w.pt", [torch.ones(300_000)])
+    monkeypatch.setenv("PYTORCH_ES_MAX_LOAD_BYTES", "1M")
+    with pytest.raises(UnsafeOrCorruptFileError, match="PYTORCH_ES_MAX_LOAD_BYTES"):
+        load_weights(tmp_path / "w.pt")
+    monkeypatch.delenv("PYTORCH_ES_MAX_LOAD_BYTES")
+    assert load_weights(tmp_path / "w.pt")[0].shape == (300_000,)
+
+
+# ------------------------------------------------------------- item 6: load_weights
+def test_load_weights_checks_what_it_returns(tmp_path):
+    import torch
+
+    from pytorch_es.io import WEIGHTS_FORMAT, UnsafeOrCorruptFileError, load_weights, save_state
+
+    save_state(tmp_path / "a.pt", {"format": WEIGHTS_FORMAT, "tensors": [torch.ones(2), "not a tensor"]})
+    with pytest.raises(UnsafeOrCorruptFileError, match="entry 1 of 'tensors' is a str"):
+        load_weights(tmp_path / "a.pt")
+    save_state(tmp_path / "b.pt", {"format": WEIGHTS_FORMAT})
+    with pytest.raises(UnsafeOrCorruptFileError, match="no 'tensors' entry"):
+        load_weights(tmp_path / "b.pt")
+    save_state(tmp_path / "c.pt", {"format": WEIGHTS_FORMAT, "tensors": {"a": torch.ones(1)}})
+    with pytest.raises(UnsafeOrCorruptFileError, match="must be a list of tensors"):
+        load_weights(tmp_path / "c.pt")
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        load_weights(tmp_path)
+
+
+# ------------------------------------------------------------------- item 8: leftovers
+def test_an_unsafe_file_is_refused_without_suggesting_weights_only_false(tmp_path):
+    import torch
+
+    from pytorch_es.io import UnsafeOrCorruptFileError, load_state
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo should never run",))
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(UnsafeOrCorruptFileError) as caught:
+        load_state(tmp_path / "evil.pt")
+    message = str(caught.value)
+    assert "refused" in message and "system" in message
+    assert "weights_only" not in message and "False" not in message

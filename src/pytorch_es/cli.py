@@ -87,7 +87,7 @@ class CLIError(Exception):
 
 
 # ---------------------------------------------------------------------------- parsing
-def _positive_int(minimum: int = 1):
+def _positive_int(minimum: int = 1, maximum: int | None = None):
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -95,6 +95,8 @@ def _positive_int(minimum: int = 1):
             raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum} (2^63 - 1), got {value}")
         return value
 
     return parse
@@ -186,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--obs-norm", action=argparse.BooleanOptionalAction, default=None, help="observation normalisation"
     )
-    train.add_argument("--seed", type=_positive_int(0), help="run seed (default: random, recorded)")
+    train.add_argument("--seed", type=_positive_int(0, (1 << 63) - 1), help="run seed (default: random, recorded)")
     train.add_argument(
         "--target",
         type=_target,
@@ -527,6 +529,11 @@ def _train(args: argparse.Namespace) -> int:
         max_steps=config["max_steps"],
         obs_norm=config["obs_norm"],
     )
+    try:
+        _check_run_costs(config, problem.policy.num_parameters)
+    except BaseException:
+        problem.close()
+        raise
     strategy = _make_strategy(config, problem.initial_center(config["seed"]))
     try:
         evaluator = make_evaluator(
@@ -596,6 +603,31 @@ def _train(args: argparse.Namespace) -> int:
     finally:
         evaluator.close()
         problem.close()
+
+
+MAX_TEST_EPISODES = 1 << 30  # test episodes take env seeds from a 31-bit range
+
+
+def _check_run_costs(config: dict[str, Any], num_parameters: int) -> None:
+    """Fail before allocating when a generation's batch or the test's cannot fit in memory
+    (lower bounds: the members' parameters and about 1 KiB per sub-env)."""
+    from pytorch_es.limits import batch_bytes, check_memory
+
+    if config["test_episodes"] > MAX_TEST_EPISODES:
+        raise CLIError(f"--test-episodes must be at most {MAX_TEST_EPISODES:,} (env seeds are 31-bit), "
+                       f"got {config['test_episodes']:,}")
+    population, episodes = config["population"], config["episodes"]
+    check_memory(
+        batch_bytes(population * episodes, num_parameters),
+        f"--population {population:,} x --episodes {episodes:,} ({population * episodes:,} sub-envs per generation, "
+        f"{num_parameters:,} parameters each)",
+        "use a smaller --population or fewer --episodes",
+    )
+    check_memory(
+        batch_bytes(config["test_episodes"], num_parameters),
+        f"--test-episodes {config['test_episodes']:,} (one batch of that many sub-envs)",
+        "use fewer --test-episodes",
+    )
 
 
 def _hold_run_directory(args: argparse.Namespace, directory: Path, created: bool) -> None:
@@ -860,6 +892,11 @@ def _main(argv: Sequence[str] | None) -> int:
         known = (*known, gymnasium.error.Error)
     except ImportError:  # pragma: no cover - gymnasium is needed by train/eval/play only
         pass
+    if args.command != "plot":  # torch is imported anyway; plot stays light
+        from pytorch_es.evaluation.base import MemberEvaluationError
+        from pytorch_es.evaluation.pool import WorkerSetupError
+
+        known = (*known, MemberEvaluationError, WorkerSetupError)  # one line, the traceback under PYTORCH_ES_DEBUG
     debug = os.environ.get("PYTORCH_ES_DEBUG") not in (None, "", "0")
     if args.command != "plot" and not os.environ.get("OMP_NUM_THREADS"):
         import torch
@@ -893,6 +930,15 @@ def _main(argv: Sequence[str] | None) -> int:
         code = error.code if isinstance(error, CLIError) else EXIT_ERROR
         print(f"pytorch-es {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return code
+    except Exception as error:  # not foreseen (e.g. a user's env raising): still one line
+        if debug:
+            raise
+        print(
+            f"pytorch-es {args.command}: error: {type(error).__name__}: {_one_line(error)} "
+            "(PYTORCH_ES_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover
