@@ -290,10 +290,10 @@ def test_a_deflated_zip_bomb_is_refused_before_it_expands(tmp_path, monkeypatch)
         for info in source.infolist():
             target.writestr(info.filename, source.read(info.filename))
     assert bomb.stat().st_size < 1 << 20
-    with pytest.raises(UnsafeOrCorruptFileError, match="would expand to 96.0 MiB"):
+    with pytest.raises(UnsafeOrCorruptFileError, match=r"would expand to 96\.0 MiB"):
         load_state(bomb)
     # the cap on plain files: configurable, by argument and by environment
-    with pytest.raises(UnsafeOrCorruptFileError, match="more than the 1.0 MiB allowed"):
+    with pytest.raises(UnsafeOrCorruptFileError, match=r"more than the 1\.0 MiB allowed"):
         load_state(plain, max_bytes=1 << 20)
     save_weights(tmp_path / "w.pt", [torch.ones(300_000)])
     monkeypatch.setenv("PYTORCH_ES_MAX_LOAD_BYTES", "1M")
@@ -338,3 +338,46 @@ def test_an_unsafe_file_is_refused_without_suggesting_weights_only_false(tmp_pat
     message = str(caught.value)
     assert "refused" in message and "system" in message
     assert "weights_only" not in message and "False" not in message
+
+
+def test_a_full_disk_names_the_file(tmp_path):
+    import errno
+
+    from pytorch_es.io import atomic_write
+
+    def write(file):
+        file.write(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # what write() gives on a full disk
+
+    with pytest.raises(OSError, match=r"cannot write .*checkpoint\.pt.*No space left on device") as caught:
+        atomic_write(tmp_path / "checkpoint.pt", write)
+    assert caught.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []  # no temporary file left
+
+
+def test_plot_of_a_missing_run_blames_the_run(capsys):
+    code, _, err = run_cli(capsys, "plot", "/nonexistent")
+    assert_one_line_error(code, err, "run directory '/nonexistent' does not exist")
+
+
+def test_a_stuck_search_warns_once(recwarn):
+    import torch
+
+    from pytorch_es import BatchFunctionProblem, OpenAIES
+    from pytorch_es.training import Trainer
+    from pytorch_es.training.loop import ZERO_UPDATE_GENERATIONS
+
+    def flat(members: torch.Tensor) -> torch.Tensor:  # the reward ignores the parameters
+        return torch.zeros(len(members))
+
+    strategy = OpenAIES(torch.zeros(5), population_size=8, sigma=0.1, lr=0.1, seed=0)
+    Trainer(strategy, BatchFunctionProblem(flat)).run(3 * ZERO_UPDATE_GENERATIONS, handle_interrupts=False)
+    stuck = [w for w in recwarn.list if "has not moved" in str(w.message)]
+    assert len(stuck) == 1 and "all rewards equal" in str(stuck[0].message)
+    # a search that moves never warns
+    recwarn.clear()
+    strategy = OpenAIES(torch.ones(5), population_size=8, sigma=0.1, lr=0.1, seed=0)
+    Trainer(strategy, BatchFunctionProblem(lambda m: -(m**2).sum(1))).run(
+        3 * ZERO_UPDATE_GENERATIONS, handle_interrupts=False
+    )
+    assert not [w for w in recwarn.list if "has not moved" in str(w.message)]

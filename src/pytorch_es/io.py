@@ -53,6 +53,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, target)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        if error.filename is None:  # e.g. ENOSPC from write(): name the file being written
+            raise OSError(error.errno, f"cannot write {str(target)!r}: {error.strerror or error}") from error
+        raise
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

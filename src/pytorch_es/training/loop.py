@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -131,6 +132,7 @@ def load_rng_state(state: dict[str, Any]) -> None:
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+ZERO_UPDATE_GENERATIONS = 10  # generations in a row without a move of the center before a warning
 
 
 @contextmanager
@@ -238,6 +240,8 @@ class Trainer:
         self.last_test_reward: float | None = None
         self._stop_reason: str | None = None
         self._phase = "idle"
+        self._zero_updates = 0
+        self._warned_zero_updates = False
         self._clock_start: float | None = None
         self._elapsed_at_start = 0.0
 
@@ -419,7 +423,27 @@ class Trainer:
         }
         self.metrics.append(row)
         self._phase = "idle"
+        self._watch_updates(row, rewards)
         return row
+
+    def _watch_updates(self, row: dict[str, Any], rewards: torch.Tensor) -> None:
+        """Warn once when the center has not moved for ``ZERO_UPDATE_GENERATIONS`` generations
+        in a row (e.g. ``sigma=1e300``: every member is garbage and all rewards are equal)."""
+        if row["update_norm"] == 0.0:
+            self._zero_updates += 1
+        else:
+            self._zero_updates = 0
+        if self._zero_updates >= ZERO_UPDATE_GENERATIONS and not self._warned_zero_updates:
+            self._warned_zero_updates = True
+            equal = bool((rewards == rewards[0]).all())
+            warnings.warn(
+                f"the center has not moved for {self._zero_updates} generations (update norm 0"
+                + (", all rewards equal" if equal else "")
+                + f", sigma {row['sigma']:g}): the search is stuck; sigma may be far too large or too small "
+                "for this problem, or the reward may not depend on the parameters",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def run(self, generations: int, *, handle_interrupts: bool = True) -> TrainResult:
         """Train until ``generations`` generations in total are done (counting those
