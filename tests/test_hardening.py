@@ -381,3 +381,67 @@ def test_a_stuck_search_warns_once(recwarn):
         3 * ZERO_UPDATE_GENERATIONS, handle_interrupts=False
     )
     assert not [w for w in recwarn.list if "has not moved" in str(w.message)]
+
+
+# --------------------------------------------------- item 7: a hung reward function
+HANGING = """
+import sys, time, torch
+from pytorch_es import EvolutionModule, ThreadEvaluator, BatchFunctionProblem, OpenAIES
+from pytorch_es.training import Trainer
+
+def reward(weights, render=False):
+    if float(weights[0].sum()) > 0.3:  # some members never return
+        print("hung", flush=True)
+        time.sleep(10**6)
+    return -float((weights[0] ** 2).sum())
+
+if sys.argv[1] == "module":
+    EvolutionModule([torch.zeros(3)], reward, population_size=8, sigma=0.5, threadcount=2, seed=0).run(5)
+else:
+    from pytorch_es.evolution_module import WeightListProblem
+    strategy = OpenAIES(torch.zeros(3), population_size=8, sigma=0.5, lr=0.1, seed=0)
+    result = Trainer(strategy, WeightListProblem(reward, [torch.zeros(3)]), ThreadEvaluator(2)).run(5)
+    print("reason", result.reason, flush=True)
+"""
+
+
+@pytest.mark.parametrize("face", ["module", "trainer"])
+def test_ctrl_c_always_interrupts_a_threaded_run_with_a_hung_reward(tmp_path, face):
+    script = tmp_path / "hang.py"
+    script.write_text(HANGING)
+    process = subprocess.Popen(
+        [sys.executable, str(script), face], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+    )
+    assert process.stdout.readline().strip() == "hung"
+    time.sleep(0.5)
+    for _ in range(1 if face == "module" else 2):  # the Trainer's first Ctrl-C waits for the generation
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+    try:
+        out, err = process.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("Ctrl-C did not end a run with a hung reward function")
+    assert "abandoning" in err and "evaluation thread(s)" in err, err
+    if face == "trainer":
+        assert "reason interrupted" in out
+
+
+def test_evolution_module_timeout_bounds_a_hung_reward():
+    import torch
+
+    from pytorch_es import EvolutionModule
+    from pytorch_es.evaluation import MemberEvaluationError
+
+    def reward(weights, render=False):
+        if float(weights[0].sum()) > 0.3:
+            time.sleep(10**6)
+        return -float((weights[0] ** 2).sum())
+
+    started = time.monotonic()
+    module = EvolutionModule([torch.zeros(3)], reward, population_size=8, sigma=0.5, threadcount=2, seed=0, timeout=1)
+    with pytest.raises(MemberEvaluationError, match="timeout=1 s"):
+        module.run(2, print_step=1)
+    assert time.monotonic() - started < 60
+    with pytest.raises(ValueError, match="timeout"):
+        EvolutionModule([torch.zeros(3)], reward, timeout=0)
