@@ -178,9 +178,11 @@ class EvolutionModule:
         self.save_path = None if save_path is None else check_output_path(save_path, "save_path")
         self.render_test = render_test
         self.device = resolve_device(cuda, device, self.weights[0].device)
-        self.evaluator = evaluator if evaluator is not None else _default_evaluator(threadcount, timeout, population_size)
         if evaluator is not None and timeout is not None:
             raise ValueError("timeout= builds the evaluator (processes); with evaluator= set the timeout on it")
+        if evaluator is None:
+            evaluator = _default_evaluator(threadcount, timeout, population_size)
+        self.evaluator = evaluator
         self.strategy = OpenAIES(
             flatten(self.weights).to(self.device),
             population_size=population_size,
