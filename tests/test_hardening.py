@@ -445,3 +445,21 @@ def test_evolution_module_timeout_bounds_a_hung_reward():
     assert time.monotonic() - started < 60
     with pytest.raises(ValueError, match="timeout"):
         EvolutionModule([torch.zeros(3)], reward, timeout=0)
+
+
+def test_workers_are_replaced_after_the_forkserver_was_killed():
+    from multiprocessing import forkserver
+
+    from backend_problems import Quadratic, train, wait_gone
+    from pytorch_es import SerialEvaluator
+    from pytorch_es.evaluation import ProcessEvaluator
+
+    reference = train(SerialEvaluator(), Quadratic())
+    with ProcessEvaluator(2) as evaluator:
+        evaluator.start()
+        os.kill(forkserver._forkserver._forkserver_pid, signal.SIGKILL)
+        for pid in evaluator.worker_pids():  # replacements must come from a new forkserver
+            os.kill(pid, signal.SIGKILL)
+        assert wait_gone(evaluator.worker_pids(), 10) == []
+        run = train(evaluator, Quadratic())
+    assert all(a.equal(b) for a, b in zip(run, reference))
