@@ -463,3 +463,19 @@ def test_workers_are_replaced_after_the_forkserver_was_killed():
         assert wait_gone(evaluator.worker_pids(), 10) == []
         run = train(evaluator, Quadratic())
     assert all(a.equal(b) for a, b in zip(run, reference))
+
+
+def test_a_checkpoint_whose_tensors_do_not_fit_the_config_is_refused_before_loading(finished, tmp_path, capsys):
+    import shutil
+
+    import torch
+
+    from pytorch_es.training.checkpoint import save_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    payload = load_checkpoint(run / "checkpoint.pt")
+    payload["state"]["best"]["center"] = torch.zeros(10**6)  # a crafted, oversized best center
+    save_checkpoint(run / "checkpoint.pt", payload["state"], payload["config"], keep_previous=False)
+    code, _, err = run_cli(capsys, "train", "--resume", str(run), "--generations", "3", "--quiet")
+    assert_one_line_error(code, err, "does not fit this run", "the best center has 1000000 entries")

@@ -567,6 +567,11 @@ def _train(args: argparse.Namespace) -> int:
             callbacks=callbacks,
         )
         if state is not None:
+            from pytorch_es.training.checkpoint import shape_mismatches
+
+            mismatches = shape_mismatches(state, problem.policy.num_parameters)
+            if mismatches:
+                raise CLIError(f"checkpoint in {str(directory)!r} does not fit this run: " + "; ".join(mismatches))
             try:
                 trainer.load_state_dict(state)
             except (KeyError, ValueError, TypeError, RuntimeError) as error:
