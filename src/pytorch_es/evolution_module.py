@@ -37,7 +37,7 @@ from pytorch_es.training.checkpoint import (
     keep_previous_copy,
     load_checkpoint,
 )
-from pytorch_es.training.loop import load_rng_state, rng_state
+from pytorch_es.training.loop import deferred_signals, load_rng_state, rng_state
 
 RewardFunction = Callable[..., float]
 
@@ -277,8 +277,10 @@ class EvolutionModule:
                     self._run_start = None
                 unsaved = self._saved_iteration != self.iteration
                 if self.save_path is not None and self._consistent and (finished or unsaved):
-                    # re-saving the same iteration (now marked finished) keeps the older previous
-                    self.save_checkpoint(keep_previous=unsaved)
+                    # re-saving the same iteration (now marked finished) keeps the older previous;
+                    # more Ctrl-C meanwhile (a storm) must not cut the save short: held back, dropped
+                    with deferred_signals():
+                        self.save_checkpoint(keep_previous=unsaved)
             finally:
                 self.evaluator.close()
         return self.weights
