@@ -273,8 +273,9 @@ class RayEvaluator(PoolEvaluator):
         workers: number of actors (default: the cluster's CPUs / ``num_cpus_per_worker``).
         address: a running cluster (``"HOST:PORT"`` of the head's GCS, or
             ``"ray://HOST:10001"``). ``None``: connect to the Ray already initialised
-            in this process, else start a local one with ``num_cpus=workers`` on
-            127.0.0.1 (no dashboard), shut down again by :meth:`close`.
+            in this process, else start a local one with ``num_cpus=workers``, node
+            address on loopback, no dashboard (refused unless ``allow_network``: see
+            below), shut down again by :meth:`close`.
         timeout: seconds one chunk may take before its actor is killed and replaced.
         max_crashes, chunks_per_worker, start_timeout: see
             :class:`~pytorch_es.evaluation.pool.PoolEvaluator`.
