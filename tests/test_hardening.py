@@ -479,3 +479,11 @@ def test_a_checkpoint_whose_tensors_do_not_fit_the_config_is_refused_before_load
     save_checkpoint(run / "checkpoint.pt", payload["state"], payload["config"], keep_previous=False)
     code, _, err = run_cli(capsys, "train", "--resume", str(run), "--generations", "3", "--quiet")
     assert_one_line_error(code, err, "does not fit this run", "the best center has 1000000 entries")
+
+
+def test_the_cli_warns_of_a_stuck_search_in_one_line(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", *QUICK, "--sigma", "1e300", "--generations", "12",
+                           "--out", str(tmp_path / "run"))
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if "has not moved" in line]
+    assert len(warned) == 1 and warned[0].startswith("pytorch-es train: warning: the center has not moved"), err

@@ -908,6 +908,16 @@ def _one_line(error: BaseException) -> str:
     return " ".join(lines) if len(lines) <= 3 else lines[0]
 
 
+def _warning_line(command: str):
+    """Warnings as one line (``pytorch-es train: warning: ...``), without the source line."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+        print(f"pytorch-es {command}: warning: {text}", file=sys.stderr if file is None else file, flush=True)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``pytorch-es`` and ``python -m pytorch_es``; returns the exit status.
 
@@ -958,6 +968,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 warnings.filterwarnings("ignore", module="pygame")
                 # a refused pickle is reported as an error; torch's warning would be a 2nd line
                 warnings.filterwarnings("ignore", message="Detected pickle protocol")
+                warnings.showwarning = _warning_line(args.command)  # restored by catch_warnings
             return int(args.func(args))
     except KeyboardInterrupt:
         if argv is None and threading.current_thread() is threading.main_thread():
