@@ -67,7 +67,8 @@ PROBE = textwrap.dedent(
         pid = os.getpid()
         found = listening.listeners(listening.descendants(pid) | {{pid}})
         print(json.dumps({{"refused": None, "warnings": [str(w.message) for w in caught],
-                          "exposed": [str(item) for item in found if not item.loopback]}}))
+                          "exposed": [str(item) for item in found if not item.loopback],
+                          "actors_report": evaluator.exposed_actors()}}))
         evaluator.close()
     """
 )
@@ -94,6 +95,8 @@ def test_local_ray_listens_on_loopback_only_or_is_refused():
     assert allowed["refused"] is None
     if allowed["exposed"]:
         assert any("listens beyond loopback WITHOUT authentication" in w for w in allowed["warnings"])
+        # each actor reports its own sockets too (what refuses actors started after the check)
+        assert allowed["actors_report"] and all("ray::" in item or "on [" in item for item in allowed["actors_report"])
 
 
 def test_cli_local_ray_refused_in_one_line(tmp_path):

@@ -127,10 +127,15 @@ class _RayWorker:
     def ready(self) -> dict:
         import ray
 
+        pid = os.getpid()
+        exposed = (
+            [str(item) for item in listening.listeners({pid}) if not item.loopback] if listening.supported() else []
+        )
         return {
-            "pid": os.getpid(),
+            "pid": pid,
             "host": socket.gethostname(),
             "node": ray.get_runtime_context().get_node_id(),
+            "exposed": exposed,  # this actor's listening sockets beyond loopback
         }
 
     @staticmethod
@@ -322,7 +327,7 @@ class RayEvaluator(PoolEvaluator):
         if not isinstance(allow_network, bool):
             raise TypeError(f"allow_network must be a bool, got {type(allow_network).__name__}")
         ray = _import_ray()
-        owns_ray = False
+        owns_ray = started_locally = False
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
             if address is None:
@@ -337,7 +342,7 @@ class RayEvaluator(PoolEvaluator):
             local = "address" not in kwargs
             before = listening.socket_inodes(os.getpid()) if local and listening.supported() else set()
             ray.init(**kwargs)
-            owns_ray = True
+            owns_ray, started_locally = True, local
             if local:
                 try:
                     check_local_ray_listeners(before, allow_network)
@@ -363,6 +368,7 @@ class RayEvaluator(PoolEvaluator):
                 RuntimeWarning,
                 stacklevel=2,
             )
+        self._check_actors = started_locally and not allow_network
         backend = _RayBackend(float(num_cpus_per_worker), threads_per_worker, owns_ray)
         try:
             super().__init__(
@@ -376,6 +382,32 @@ class RayEvaluator(PoolEvaluator):
         except Exception:
             backend.shutdown()
             raise
+
+    def exposed_actors(self) -> list[str]:
+        """Listening sockets beyond loopback that the ready actors reported (Linux)."""
+        return [item for slot in self._slots for item in slot.info.get("exposed", ())]
+
+    def _refuse_exposed_actors(self) -> None:
+        """A local Ray whose servers passed the start-up check may still start actors that
+        listen beyond loopback: refused in the same way, once they are ready."""
+        if not self._check_actors:
+            return
+        exposed = self.exposed_actors()
+        if exposed:
+            self.close()
+            raise RayExposureError(
+                f"refusing to run Ray actors that listen beyond loopback ({', '.join(exposed[:4])}); pass "
+                f"allow_network=True (pytorch-es train --ray-allow-network) to accept that (see {SECURITY_DOC})"
+            )
+
+    def start(self) -> None:
+        super().start()
+        self._refuse_exposed_actors()
+
+    def evaluate(self, population: Any, problem: Any) -> Any:
+        result = super().evaluate(population, problem)
+        self._refuse_exposed_actors()
+        return result
 
     def worker_pids(self) -> list[int]:
         """Process ids of the ready actors (on this machine only when local)."""
