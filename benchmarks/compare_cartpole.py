@@ -8,7 +8,7 @@
 
 The peers run in their own venvs (``bash benchmarks/peers/setup.sh`` makes them under
 ``.peers/``). Solved means a greedy mean >= 475 over 100 episodes on env seeds 1000..1099;
-only training time counts, never imports or the solve checks. Prints each run, the medians
+only training time counts, never imports (and for the peers, not their solve checks). Prints each run, the medians
 over ``--seeds`` seeds, and each peer's median divided by ours.
 
     bash benchmarks/peers/setup.sh
