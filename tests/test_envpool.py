@@ -122,7 +122,7 @@ def test_hopper_episodes_end_where_gymnasiums_rule_ends_them_and_score_alike():
             active &= ~done
     finally:
         batch.close()
-    assert np.array_equal(ended, result.lengths) and 50 < ended.min() and ended.max() < 1000
+    assert np.array_equal(ended, result.lengths) and ended.min() > 50 and ended.max() < 1000
     # same policy, same env id, 64 starts each: EnvPool's physics scores within 15% of Gymnasium's
     gym_returns = gym_problem.evaluate_policy(still, episodes=64, seed=0)
     pool_returns = pool_problem.evaluate_policy(still, episodes=64, seed=0)
