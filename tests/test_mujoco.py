@@ -1,4 +1,5 @@
-"""MuJoCo envs (the ``mujoco`` extra): training on every backend, headless GIFs, the missing-extra line.
+"""MuJoCo envs (the ``mujoco`` extra): training on every backend, headless GIFs, the reward shift
+in config.json (the missing-extra line is tested in test_cli_output.py).
 
 Short episodes (``--max-steps 20``) and small populations: CI time, not learning, is tested here.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
+import os
 
 import pytest
 
@@ -31,14 +32,6 @@ def _metrics(run) -> list[dict[str, str]]:
 def test_mujoco_ids_are_recognised():
     assert is_mujoco("Hopper-v5") and is_mujoco("Humanoid-v5")
     assert not is_mujoco("CartPole-v1") and not is_mujoco("LunarLander-v3")
-
-
-def test_a_mujoco_id_without_the_package_names_the_extra(capsys, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "mujoco", None)  # import mujoco now fails, as without the extra
-    code, _, err = run_cli(capsys, "train", "Hopper-v5", "--out", str(tmp_path / "run"))
-    assert_one_line_error(code, err, "Hopper-v5 is a MuJoCo env and the mujoco package is missing",
-                          'pip install "pytorch-es[mujoco]"', 'pip install "gymnasium[mujoco]"')
-    assert not (tmp_path / "run").exists()
 
 
 @needs_mujoco
@@ -68,8 +61,6 @@ def test_the_gif_of_a_mujoco_run_has_several_small_frames(capsys, tmp_path, monk
     code, out, err = run_cli(capsys, "play", str(run), "--gif", str(gif), "--max-steps", "6", "--frame-skip", "1",
                              "--scale", "0.25")
     assert code == 0, err
-    import os
-
     assert os.environ.get("MUJOCO_GL") == "egl"
     with Image.open(gif) as image:
         assert image.n_frames > 1  # the start and one frame per step (fewer if the hopper fell)
