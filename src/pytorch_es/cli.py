@@ -654,7 +654,8 @@ def _train(args: argparse.Namespace) -> int:
             print(
                 f"{config['env_id']}: {where}; {problem.policy.describe()}, "
                 f"population {config['population']}, seed {config['seed']}, target {config['target']}, "
-                f"{_describe(evaluator, config['timeout'])} ({config['backend']}: {choice.reason}); "
+                + (f"reward shift {config['reward_shift']:g} (training only), " if config.get("reward_shift") else "")
+                + f"{_describe(evaluator, config['timeout'])} ({config['backend']}: {choice.reason}); "
                 f"run directory {directory}",
                 flush=True,
             )
