@@ -28,6 +28,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import inspect
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -124,12 +125,20 @@ def survival_bonus(env_id: str, env_kwargs: dict[str, Any] | None = None) -> flo
     (``GymProblem(reward_shift=...)``): otherwise a policy that stands still scores
     ``bonus * max_steps`` and random search settles there.
     """
-    env = make_env(env_id, env_kwargs=env_kwargs)
-    try:
-        bonus = getattr(env.unwrapped, "_healthy_reward", None)
-        return None if bonus is None or not float(bonus) else float(bonus)
-    finally:
-        env.close()
+    spec = gym.spec(check_env_id(env_id))
+    kwargs = {**spec.kwargs, **(env_kwargs or {})}
+    if "healthy_reward" in kwargs:
+        bonus = kwargs["healthy_reward"]
+    else:  # the env class's default, read from its signature: no env is made (nor a model compiled)
+        creator = spec.entry_point
+        if isinstance(creator, str):
+            creator = gym.envs.registration.load_env_creator(creator)
+        try:
+            parameter = inspect.signature(creator).parameters.get("healthy_reward")
+        except (TypeError, ValueError):
+            parameter = None
+        bonus = None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
+    return None if bonus is None or not float(bonus) else float(bonus)
 
 
 def is_pixel_space(space: spaces.Space) -> bool:
