@@ -84,3 +84,22 @@ def test_the_cli_warns_once_for_a_shift_on_an_env_without_survival_bonus(capsys,
     assert code == 0
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("pytorch-es train: warning: reward_shift 1 on CartPole-v1")
+
+
+def test_a_run_from_before_the_option_resumes_with_no_shift(capsys, tmp_path):
+    import json
+
+    from cli_helpers import run_cli
+
+    run = tmp_path / "run"
+    small = ["--population", "8", "--test-episodes", "2", "--quiet", "--target", "none", "--hidden", "none"]
+    code, _, err = run_cli(capsys, "train", "CartPole-v1", *small, "--generations", "1", "--out", str(run))
+    assert code == 0, err
+    config = json.loads((run / "config.json").read_text())
+    assert config["reward_shift"] == 0.0
+    del config["reward_shift"]  # as an older version wrote it
+    (run / "config.json").write_text(json.dumps(config))
+    code, _, err = run_cli(capsys, "train", "--resume", str(run), "--generations", "2", "--reward-shift", "0",
+                           "--quiet")
+    assert code == 0, err
+    assert json.loads((run / "config.json").read_text())["reward_shift"] == 0.0

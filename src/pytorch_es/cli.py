@@ -59,6 +59,8 @@ IDENTITY_KEYS = (
     "test_every",
     "test_episodes",
 )
+# Identity settings added after the first release: the value a run made before them had.
+IDENTITY_DEFAULTS = {"reward_shift": 0.0}
 # Settings a resumed run may change.
 MUTABLE_KEYS = (
     "generations",
@@ -412,13 +414,13 @@ def _load_resume(args: argparse.Namespace) -> tuple[Path, dict[str, Any], dict[s
                 f"is intact: resume from it with: pytorch-es train --resume {error.previous}"
             )
         raise CLIError(message) from None
-    saved = payload["config"]
+    saved = {**IDENTITY_DEFAULTS, **payload["config"]}
     if not saved.get("env_id"):
         raise CLIError(f"checkpoint {str(checkpoint)!r} was not written by pytorch-es train (no env_id in its config)")
     config_path = directory / CONFIG_NAME
     if config_path.is_file():
         try:
-            on_disk = read_json(config_path)
+            on_disk = {**IDENTITY_DEFAULTS, **read_json(config_path)}
         except RunDirectoryError as error:
             raise CLIError(str(error)) from None
         differences = config_differences(on_disk, saved, IDENTITY_KEYS)
@@ -446,7 +448,6 @@ def _load_resume(args: argparse.Namespace) -> tuple[Path, dict[str, Any], dict[s
     config.setdefault("timeout", None)  # checkpoints written before --timeout existed
     config.setdefault("vector", "gymnasium")  # ... and before --vector / --device
     config.setdefault("device", "cpu")
-    config.setdefault("reward_shift", 0.0)  # ... and before --reward-shift
     for key in MUTABLE_KEYS:
         if key in explicit:
             config[key] = None if explicit[key] == "none" else explicit[key]
