@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import sys
 import time
 
 import pytest
@@ -89,7 +90,10 @@ def test_an_atari_id_without_ale_py_gives_the_install_line(capsys, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mujoco") is not None, reason="mujoco is installed")
-def test_a_mujoco_id_without_mujoco_gives_the_install_line(capsys, tmp_path):
+def test_a_mujoco_id_without_mujoco_gives_the_install_line(capsys, tmp_path, monkeypatch):
+    # with the extra installed (CI installs .[all]) the package is made unimportable: the same path
+    monkeypatch.setitem(sys.modules, "mujoco", None)
     code, _, err = run_cli(capsys, "train", "Hopper-v5", "--out", str(tmp_path / "run"))
-    assert_one_line_error(code, err, "MuJoCo", 'pip install "gymnasium[mujoco]"')
+    assert_one_line_error(code, err, "Hopper-v5 is a MuJoCo env and the mujoco package is missing",
+                          'pip install "pytorch-es[mujoco]"', 'pip install "gymnasium[mujoco]"')
+    assert not (tmp_path / "run").exists()

@@ -54,10 +54,13 @@ IDENTITY_KEYS = (
     "episodes",
     "max_steps",
     "obs_norm",
+    "reward_shift",
     "seed",
     "test_every",
     "test_episodes",
 )
+# Identity settings added after the first release: the value a run made before them had.
+IDENTITY_DEFAULTS = {"reward_shift": 0.0}
 # Settings a resumed run may change.
 MUTABLE_KEYS = (
     "generations",
@@ -75,6 +78,7 @@ MUTABLE_KEYS = (
 UNKILLABLE_BACKENDS = ("serial", "threads")
 TEST_SEED_TAG = 0x7E57
 SCREEN_EPISODES = 10
+MUJOCO_FRAME = 480  # MuJoCo envs' default render size (pixels a side)
 
 
 class _Terminated(BaseException):
@@ -136,6 +140,16 @@ def _target(text: str) -> float | str:
     return value
 
 
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+    return value
+
+
 def _hidden(text: str) -> list[int]:
     if text.strip().lower() in ("", "none", "linear"):
         return []  # no hidden layer: a linear policy
@@ -191,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--obs-norm", action=argparse.BooleanOptionalAction, default=None, help="observation normalisation"
     )
+    train.add_argument(
+        "--reward-shift", type=_finite_float, metavar="X",
+        help="subtract X from every step's reward in training episodes only (ARS's survival-bonus removal: "
+        "1 for Hopper, Walker2d, Ant; 5 for Humanoid); tests, eval and reported returns use the true reward",
+    )
     train.add_argument("--seed", type=_positive_int(0, (1 << 63) - 1), help="run seed (default: random, recorded)")
     train.add_argument(
         "--target",
@@ -202,9 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--backend", choices=("auto", "serial", "threads", "processes", "ray"), help="where members run")
     train.add_argument(
         "--vector",
-        choices=("gymnasium", "torch"),
-        help="envs: Gymnasium's (default) or torch-native ones, the whole generation on --device "
-        "(CartPole-v1, Acrobot-v1, Pendulum-v1, MountainCar-v0, MountainCarContinuous-v0)",
+        choices=("gymnasium", "torch", "envpool"),
+        help="envs: Gymnasium's (default), torch-native ones, the whole generation on --device "
+        "(CartPole-v1, Acrobot-v1, Pendulum-v1, MountainCar-v0, MountainCarContinuous-v0), or EnvPool's C++ "
+        "envs (pip install \"pytorch-es[envpool]\"; EnvPool's physics: scores comparable, not bit-identical)",
     )
     train.add_argument("--device", help="where the noise, the update (and with --vector torch the rollouts) run: "
                        "cpu (default), cuda or cuda:N")
@@ -276,6 +296,12 @@ def _check_timeout_backend(timeout: Any, backend: str | None) -> None:
         )
 
 
+def _check_vector_shift(vector: str | None, shift: float | None) -> None:
+    if vector == "torch" and shift:
+        raise CLIError("--reward-shift applies to --vector gymnasium and envpool (the torch envs pay no "
+                       "survival bonus)", EXIT_USAGE)
+
+
 def _check_vector_backend(vector: str | None, backend: str | None) -> None:
     if vector == "torch" and backend not in (None, "auto", "serial"):
         raise CLIError(
@@ -292,6 +318,7 @@ def check_usage(args: argparse.Namespace) -> None:
             raise CLIError("train needs an ENV_ID (or --resume DIR)", EXIT_USAGE)
         _check_timeout_backend(args.timeout, args.backend)
         _check_vector_backend(args.vector, args.backend)
+        _check_vector_shift(args.vector, args.reward_shift)
     elif args.command == "play" and args.render and args.gif:
         raise CLIError("--render and --gif cannot be combined: a window gives no frames to record", EXIT_USAGE)
 
@@ -337,6 +364,7 @@ def _new_config(args: argparse.Namespace) -> dict[str, Any]:
         "episodes": args.episodes or defaults.episodes,
         "max_steps": args.max_steps if args.max_steps is not None else defaults.max_steps,
         "obs_norm": defaults.obs_norm if args.obs_norm is None else args.obs_norm,
+        "reward_shift": args.reward_shift if args.reward_shift is not None else 0.0,
         "seed": args.seed if args.seed is not None else new_seed() % (1 << 31),
         "test_every": args.test_every or 1,
         "test_episodes": args.test_episodes or defaults.test_episodes,
@@ -386,13 +414,13 @@ def _load_resume(args: argparse.Namespace) -> tuple[Path, dict[str, Any], dict[s
                 f"is intact: resume from it with: pytorch-es train --resume {error.previous}"
             )
         raise CLIError(message) from None
-    saved = payload["config"]
+    saved = {**IDENTITY_DEFAULTS, **payload["config"]}
     if not saved.get("env_id"):
         raise CLIError(f"checkpoint {str(checkpoint)!r} was not written by pytorch-es train (no env_id in its config)")
     config_path = directory / CONFIG_NAME
     if config_path.is_file():
         try:
-            on_disk = read_json(config_path)
+            on_disk = {**IDENTITY_DEFAULTS, **read_json(config_path)}
         except RunDirectoryError as error:
             raise CLIError(str(error)) from None
         differences = config_differences(on_disk, saved, IDENTITY_KEYS)
@@ -447,7 +475,9 @@ def _make_problem(config: dict[str, Any]) -> Any:
     policy = {"hidden": tuple(config["hidden"]), "activation": config["activation"]}
     if config["vector"] == "torch":
         return TorchEnvProblem(config["env_id"], policy, device=config["device"], **kwargs)
-    return GymProblem(config["env_id"], policy, **kwargs)
+    vectorization = "envpool" if config["vector"] == "envpool" else "auto"
+    return GymProblem(config["env_id"], policy, vectorization=vectorization,
+                      reward_shift=config.get("reward_shift", 0.0), **kwargs)
 
 
 def _make_strategy(config: dict[str, Any], center: Any) -> Any:
@@ -564,6 +594,7 @@ def _train(args: argparse.Namespace) -> int:
         raise CLIError(f"run directory {str(directory)!r} is not writable")
     _check_timeout_backend(config["timeout"], config["backend"])  # a resumed run's backend
     _check_vector_backend(config["vector"], config["backend"])
+    _check_vector_shift(config["vector"], config.get("reward_shift"))
 
     problem = _make_problem(config)
     _warn_if_pixels(problem)
@@ -624,7 +655,8 @@ def _train(args: argparse.Namespace) -> int:
             print(
                 f"{config['env_id']}: {where}; {problem.policy.describe()}, "
                 f"population {config['population']}, seed {config['seed']}, target {config['target']}, "
-                f"{_describe(evaluator, config['timeout'])} ({config['backend']}: {choice.reason}); "
+                + (f"reward shift {config['reward_shift']:g} (training only), " if config.get("reward_shift") else "")
+                + f"{_describe(evaluator, config['timeout'])} ({config['backend']}: {choice.reason}); "
                 f"run directory {directory}",
                 flush=True,
             )
@@ -857,9 +889,14 @@ def _gif_frame(frame: Any, scale: float) -> Any:
 
 def cmd_play(args: argparse.Namespace) -> int:
     from pytorch_es.rl import make_env
+    from pytorch_es.rl.envs import is_mujoco
     from pytorch_es.training.rundir import load_policy
 
     gif = _check_gif_path(args.gif) if args.gif else None
+    if not args.render:
+        # MuJoCo renders headless through EGL (Mesa's llvmpipe without a GPU); read when
+        # mujoco is first imported, so set before the policy's env is made
+        os.environ.setdefault("MUJOCO_GL", "egl")
     loaded = load_policy(args.dir)
     # pygame: no sound is needed, and without --render no display either (and no SDL warnings).
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
@@ -868,6 +905,12 @@ def cmd_play(args: argparse.Namespace) -> int:
     frames: list[Any] = []
     render_mode = "human" if args.render else ("rgb_array" if gif is not None else None)
     env_kwargs = loaded.config.get("env_kwargs") or None
+    scale = args.scale
+    if gif is not None and is_mujoco(loaded.env_id):
+        # rendered at the GIF's size (480 px scaled): a software-rendered frame costs its pixels
+        size = max(16, round(MUJOCO_FRAME * scale))
+        env_kwargs = {"width": size, "height": size, **(env_kwargs or {})}
+        scale = 1.0
     try:
         env = make_env(loaded.env_id, render_mode=render_mode, env_kwargs=env_kwargs)
     except Exception as error:  # pygame / display errors
@@ -883,7 +926,7 @@ def cmd_play(args: argparse.Namespace) -> int:
         nonlocal step
         step += 1
         if step % args.frame_skip == 0:
-            frames.append(_gif_frame(env.render(), args.scale))
+            frames.append(_gif_frame(env.render(), scale))
 
     try:
         for episode in range(args.episodes):
@@ -891,7 +934,7 @@ def cmd_play(args: argparse.Namespace) -> int:
             if gif is not None:  # the first frame, before any step
                 step = 0
                 env.reset(seed=seed)
-                frames.append(_gif_frame(env.render(), args.scale))
+                frames.append(_gif_frame(env.render(), scale))
             episode_return, steps = loaded.run_episode(
                 env, seed=seed, max_steps=args.max_steps, on_step=record if gif is not None else None
             )

@@ -6,6 +6,11 @@ every member (common random numbers: members are compared on the same starts), a
 function of ``(run seed, generation)`` only, so a member's reward never depends on
 which worker evaluated it. Its reward is the mean return over its episodes.
 
+``reward_shift=b`` (ARS's survival-bonus removal, Mania et al. 2018) makes a training
+episode of ``T`` steps score ``sum_t (r_t - b) = R - b T``; greedy tests
+(:meth:`GymProblem.evaluate_policy`), ``pytorch-es eval`` and every reported return use
+the env's true reward ``R``.
+
 All members (times episodes) step together through one batch of sub-envs with one
 batched policy forward per step (see :mod:`pytorch_es.rl.rollout`). Envs are created
 lazily and dropped when pickled, so a problem can be shipped to process or Ray
@@ -15,7 +20,9 @@ workers and evaluated on any chunk of member indices.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +33,7 @@ from pytorch_es.core.noise import mix_seed
 from pytorch_es.core.population import Population
 from pytorch_es.evaluation.base import Evaluation, Problem
 from pytorch_es.rl.envs import (
+    VECTORIZATIONS,
     Batch,
     check_env_id,
     env_spaces,
@@ -59,6 +67,14 @@ def _check_count(name: str, value: int | None, *, allow_none: bool = False) -> i
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     return int(value)
+
+
+def _check_shift(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"reward_shift must be a number, got {type(value).__name__}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"reward_shift must be finite, got {value!r}")
+    return float(value)
 
 
 def episode_seeds(run_seed: int, generation: int, episodes: int) -> list[int]:
@@ -95,7 +111,14 @@ class GymProblem(Problem):
         obs_clip: normalised observations are clipped to ``±obs_clip``.
         env_kwargs: extra ``gym.make`` arguments.
         vectorization: ``"auto"`` (the env's vector entry point if it has one that can be
-            seeded per sub-env, else sync), ``"sync"`` or ``"vector_entry_point"``.
+            seeded per sub-env, else sync), ``"sync"``, ``"vector_entry_point"`` or
+            ``"envpool"`` (EnvPool's C++ envs, the optional ``envpool`` extra: its
+            physics, so returns are comparable to Gymnasium's but not bit-identical).
+        reward_shift: subtracted from every step's reward of *training* episodes only
+            (a member scores ``R - reward_shift * T`` for an episode of ``T`` steps and
+            return ``R``), as ARS removes the survival bonus (``survival_bonus(env_id)``:
+            Hopper, Walker2d, Ant 1, Humanoid 5). Greedy tests and evaluations use the
+            true reward. A warning if the env pays no survival bonus.
     """
 
     def __init__(
@@ -109,10 +132,15 @@ class GymProblem(Problem):
         obs_clip: float = 5.0,
         env_kwargs: dict[str, Any] | None = None,
         vectorization: str = "auto",
+        reward_shift: float = 0.0,
     ) -> None:
         from pytorch_es.rl.defaults import get_defaults
 
         self.env_id = check_env_id(env_id)
+        if vectorization == "envpool":  # before the env is made: EnvPool may have an env Gymnasium cannot make
+            from pytorch_es.rl.envs import check_envpool_env
+
+            check_envpool_env(self.env_id)
         self.env_kwargs = dict(env_kwargs or {})
         self.observation_space, self.action_space = env_spaces(self.env_id, self.env_kwargs)
         defaults = get_defaults(self.env_id)
@@ -125,11 +153,22 @@ class GymProblem(Problem):
         self._max_steps_ceiling = self._max_steps if self._env_limit is not None else max(
             self._max_steps, max_episode_steps(self.env_id) or 0
         )
-        if vectorization not in ("auto", "sync", "vector_entry_point"):
+        if vectorization not in VECTORIZATIONS:
             raise ValueError(
-                f"vectorization must be 'auto', 'sync' or 'vector_entry_point', got {vectorization!r}"
+                f"vectorization must be 'auto', 'sync', 'vector_entry_point' or 'envpool', got {vectorization!r}"
             )
         self.vectorization = vectorization
+        self.reward_shift = _check_shift(reward_shift)
+        if self.reward_shift:
+            from pytorch_es.rl.envs import survival_bonus
+
+            if survival_bonus(self.env_id, self.env_kwargs) is None:
+                warnings.warn(
+                    f"reward_shift {self.reward_shift:g} on {self.env_id}, which pays no per-step survival bonus: "
+                    "training rewards are shifted anyway (the shift is meant for Hopper, Walker2d, Ant, Humanoid)",
+                    UserWarning,
+                    stacklevel=2,
+                )
         obs_norm = defaults.obs_norm if obs_norm is None else bool(obs_norm)
         self.normalizer = (
             ObservationNormalizer(self.observation_space.shape, clip=obs_clip) if obs_norm else None
@@ -172,6 +211,8 @@ class GymProblem(Problem):
         MuJoCo) step sub-envs one by one and gain from worker processes."""
         if self.vectorization == "sync":
             return False
+        if self.vectorization == "envpool":
+            return True  # one pool steps every sub-env in C++
         from pytorch_es.rl.envs import has_exact_vector_entry_point
 
         return has_exact_vector_entry_point(self.env_id) and (
@@ -223,7 +264,10 @@ class GymProblem(Problem):
                 batch, self.policy.bind(members), seeds, max_steps=self.max_steps,
                 action_space=self.action_space, normalizer=self.normalizer, stats=stats,
             )
-        returns = result.returns.reshape(len(indices), episodes)
+        returns = result.returns
+        if self.reward_shift:  # training rewards only: sum_t (r_t - shift) = R - shift * T
+            returns = returns - self.reward_shift * result.lengths
+        returns = returns.reshape(len(indices), episodes)
         rewards = returns[:, 0].copy()
         for e in range(1, episodes):  # in episode order: exact and chunking-independent
             rewards += returns[:, e]
@@ -323,7 +367,8 @@ class GymProblem(Problem):
     def __repr__(self) -> str:
         return (
             f"GymProblem({self.env_id!r}, {self.policy.describe()}, episodes_per_member="
-            f"{self.episodes_per_member}, max_steps={self.max_steps}, obs_norm={self.normalizer is not None})"
+            f"{self.episodes_per_member}, max_steps={self.max_steps}, obs_norm={self.normalizer is not None}"
+            + (f", reward_shift={self.reward_shift:g}" if self.reward_shift else "") + ")"
         )
 
 
