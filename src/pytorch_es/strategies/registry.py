@@ -1,0 +1,52 @@
+"""The strategy registry: ``get(name)`` and ``available()`` feed ``pytorch-es train --algo``
+and ``EvolutionModule(..., strategy=...)``."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+
+# name -> "module:Class", imported on first use
+_REGISTRY: dict[str, str] = {
+    "openai-es": "pytorch_es.strategies.openai_es:OpenAIES",
+    "snes": "pytorch_es.strategies.snes:SNES",
+    "pgpe": "pytorch_es.strategies.pgpe:PGPE",
+    "cma-es": "pytorch_es.strategies.cma_es:CMAES",
+    "sep-cma-es": "pytorch_es.strategies.sep_cma_es:SepCMAES",
+}
+
+
+def available() -> list[str]:
+    """The registered strategy names, sorted."""
+    return sorted(name for name in _REGISTRY if _importable(name))
+
+
+def _importable(name: str) -> bool:
+    module = _REGISTRY[name].split(":", 1)[0]
+    return importlib.util.find_spec(module) is not None
+
+
+def unknown_message(name: object) -> str:
+    """One line: the unknown name, close names if any, and every name."""
+    close = difflib.get_close_matches(str(name).lower(), available(), n=3, cutoff=0.5)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return f"unknown strategy {name!r}{hint}; available: {', '.join(available())}"
+
+
+def get(name: str) -> type:
+    """The strategy class registered as ``name`` (case-insensitive)."""
+    if not isinstance(name, str):
+        raise TypeError(f"strategy name must be a str, got {type(name).__name__}")
+    key = name.lower()
+    if key not in _REGISTRY or not _importable(key):
+        raise ValueError(unknown_message(name))
+    module, cls = _REGISTRY[key].split(":", 1)
+    return getattr(importlib.import_module(module), cls)
+
+
+def register(name: str, target: str | type) -> None:
+    """Register a strategy class (or its ``"module:Class"`` path) under ``name``."""
+    if not isinstance(target, str):
+        target = f"{target.__module__}:{target.__qualname__}"
+    _REGISTRY[name.lower()] = target
