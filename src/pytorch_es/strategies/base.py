@@ -140,7 +140,9 @@ def as_bounds(
     low, high = out
     if not bool((low < high).all()):
         index = int((low >= high).nonzero()[0])
-        raise ValueError(f"bounds need low < high; at index {index} low={low[index].item()} >= high={high[index].item()}")
+        raise ValueError(
+            f"bounds need low < high; at index {index} low={low[index].item()} >= high={high[index].item()}"
+        )
     outside = ((center < low) | (center > high)).nonzero()
     if len(outside):
         index = int(outside[0])
@@ -157,7 +159,7 @@ class Hyperparameters(Optimizer):
     def __init__(self, **settings: float) -> None:
         super().__init__([torch.zeros(1, requires_grad=True)], dict(settings))
 
-    def step(self, closure: Any = None) -> None:  # noqa: D102 - nothing to do
+    def step(self, closure: Any = None) -> None:
         return None
 
 
