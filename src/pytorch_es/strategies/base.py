@@ -87,6 +87,24 @@ def check_device(device: torch.device | str) -> torch.device:
     return device
 
 
+def as_scale(name: str, value: float | torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+    """A positive finite per-parameter scale from a number or a tensor of the center's shape."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 0:
+            value = float(value)
+        elif value.shape != center.shape:
+            raise ValueError(
+                f"{name} must be a number or a tensor of shape {tuple(center.shape)}, got shape {tuple(value.shape)}"
+            )
+        else:
+            tensor = value.detach().to(device=center.device, dtype=center.dtype).clone()
+            if not bool((torch.isfinite(tensor) & (tensor > 0)).all()):
+                raise ValueError(f"{name} must be finite and > 0 everywhere")
+            return tensor
+    check_positive(name, value)
+    return torch.full_like(center, float(value))
+
+
 def new_seed() -> int:
     """A fresh random seed (recorded in the strategy's state so the run can be replayed)."""
     return int.from_bytes(os.urandom(8), "little") >> 1
@@ -216,6 +234,11 @@ class Strategy(ABC):
         self.best_fitness: float | None = None  # best of maximize-signed rewards so far
         self.best_member: torch.Tensor | None = None
         self._asked_generation: int | None = None
+
+    @staticmethod
+    def _dim_of(center: Any) -> int:
+        """The dimension of ``center`` before the base has checked it (for size defaults)."""
+        return as_center(center).numel()
 
     # ----------------------------------------------------------------- what subclasses write
 
