@@ -372,7 +372,15 @@ class Strategy(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; refuses a state of another strategy, dimension,
-        population size, or optimizer, naming what differs."""
+        population size, or optimizer, naming what differs (and then changes nothing)."""
+        backup = self.state_dict()
+        try:
+            self._load_state(state)
+        except BaseException:
+            self._load_state(backup)
+            raise
+
+    def _load_state(self, state: dict[str, Any]) -> None:
         if not isinstance(state, Mapping):
             raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
         missing = [k for k in ("center", "generation", "seed", "noise_table_size", "population_size", "optimizer")
