@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
-from backend_problems import Quadratic
 
+from backend_problems import Quadratic
 from pytorch_es import strategies
 from pytorch_es.evaluation import ProcessEvaluator, SerialEvaluator
 
@@ -212,3 +212,22 @@ def test_state_dict_keeps_every_hyperparameter():
 def test_cuda_without_cuda_is_a_clear_error():
     with pytest.raises(ValueError, match=r"device='cuda' cannot be used here .*torch.cuda.is_available\(\) is False"):
         strategies.OpenAIES(torch.zeros(3), device="cuda")
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "openai-es"])
+def test_evolution_module_takes_any_strategy(name, tmp_path):
+    from pytorch_es import EvolutionModule
+
+    weights = [torch.zeros(DIM)]
+
+    def reward(parameters, render=False):
+        return -float(loss(parameters[0]))
+
+    es = EvolutionModule(weights, reward, population_size=12, sigma=0.3, learning_rate=SETTINGS.get(name, {}).get(
+        "lr", strategies.get(name)(torch.zeros(DIM), population_size=12).lr), threadcount=1, seed=3,
+        strategy=name, save_path=tmp_path / "w.p")
+    start = -float(loss(weights[0]))
+    es.run(40, print_step=20)
+    assert es.strategy.name == name and -float(loss(weights[0])) > start
+    with pytest.raises(ValueError, match="apply to strategy='openai-es'"):
+        EvolutionModule(weights, reward, strategy=name, sigma_decay=0.9)

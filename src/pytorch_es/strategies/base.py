@@ -339,6 +339,8 @@ class Strategy(ABC):
             self.best_fitness = float(fitness[best])
             self.best_member = current.member(best)
         stats = self._update(current, fitness)
+        if isinstance(self.optimizer, Hyperparameters):
+            self.optimizer.step()  # a no-op that tells lr schedulers a step happened
         if self.bounds is not None:
             with torch.no_grad():
                 self._center.copy_(torch.minimum(torch.maximum(self._center, self.bounds[0]), self.bounds[1]))
