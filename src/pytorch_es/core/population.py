@@ -103,7 +103,7 @@ class Population:
     def sigma(self) -> float:
         """Read-only alias: the scalar scale, or the mean of a per-parameter scale."""
         if isinstance(self.scale, torch.Tensor):
-            return float(self.scale.mean())
+            return scale_stats(self.scale)["scale_mean"]
         return self.scale
 
     def scale_stats(self) -> dict[str, float]:
