@@ -35,8 +35,11 @@ from pytorch_es.core.noise import NoiseTable, num_pairs, pair_index
 MAX_TRANSFORM_DIM = 4096
 
 
-def scale_stats(scale: float | torch.Tensor) -> dict[str, float]:
-    """``scale_mean``, ``scale_min``, ``scale_max`` of a scalar or per-parameter scale."""
+def scale_stats(scale: float | torch.Tensor, transform: torch.Tensor | None = None) -> dict[str, float]:
+    """``scale_mean``, ``scale_min``, ``scale_max`` of a scalar or per-parameter scale; with
+    a ``transform`` A, of the per-coordinate standard deviations ``scale * |A_i|``."""
+    if transform is not None:
+        scale = scale * transform.double().norm(dim=1)
     if isinstance(scale, torch.Tensor):
         scale = scale.double()
         return {"scale_mean": float(scale.mean()), "scale_min": float(scale.min()), "scale_max": float(scale.max())}
@@ -87,10 +90,13 @@ class Population:
                 )
         else:
             self.scale = float(self.scale)
-        if self.transform is not None and self.transform.shape != (self.dim, self.dim):
-            raise ValueError(
-                f"transform must have shape ({self.dim}, {self.dim}), got {tuple(self.transform.shape)}"
-            )
+        if self.transform is not None:
+            if self.transform.shape != (self.dim, self.dim):
+                raise ValueError(
+                    f"transform must have shape ({self.dim}, {self.dim}), got {tuple(self.transform.shape)}"
+                )
+            # row-major everywhere: a worker's copy is, and mv's rounding depends on the layout
+            self.transform = self.transform.contiguous()
 
     def __len__(self) -> int:
         return self.size
@@ -108,7 +114,7 @@ class Population:
 
     def scale_stats(self) -> dict[str, float]:
         """``scale_mean``, ``scale_min``, ``scale_max`` of the (per-parameter) scale."""
-        return scale_stats(self.scale)
+        return scale_stats(self.scale, self.transform)
 
     @property
     def offsets(self) -> torch.Tensor:
@@ -152,9 +158,11 @@ class Population:
         return self._clip(member)
 
     def _step(self, z: torch.Tensor) -> torch.Tensor:
-        """``scale * (A z)`` for rows ``z`` (tensor scale or transform)."""
+        """``scale * (A z)`` for rows ``z`` (tensor scale or transform). One ``mv`` per row,
+        not one matmul: a member's bits must not depend on how many are built with it
+        (BLAS picks other kernels for other shapes), so every backend and chunking agrees."""
         if self.transform is not None:
-            z = z @ self.transform.T
+            z = torch.stack([torch.mv(self.transform, row) for row in z])
         return z * self.scale
 
     def noise_matrix(self, indices: Sequence[int] | None = None) -> torch.Tensor:

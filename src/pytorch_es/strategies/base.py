@@ -347,7 +347,7 @@ class Strategy(ABC):
         self.generation += 1
         stats.setdefault("update_norm", float((self._center - current.center).norm()))
         stats.setdefault("lr", self.lr)
-        stats.update(scale_stats(self._distribution()[0]))
+        stats.update(scale_stats(*self._distribution()))
         return stats
 
     # ----------------------------------------------------------------- state
