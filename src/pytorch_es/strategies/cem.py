@@ -39,7 +39,7 @@ class CEM(Strategy):
                  extra_noise_decay: float = 1.0, antithetic: bool = False, **common: Any) -> None:
         super().__init__(center, population_size=population_size, antithetic=antithetic, **common)
         self.elite_ratio = check_fraction("elite_ratio", elite_ratio)
-        self.elites = int(math.floor(self.elite_ratio * self.population_size + 1e-9))
+        self.elites = math.floor(self.elite_ratio * self.population_size + 1e-9)
         if self.elites < 2:
             raise ValueError(
                 f"CEM needs at least 2 elites, but elite_ratio * population_size = {self.elite_ratio} * "
