@@ -94,30 +94,56 @@ def run_pycma(algo: str, function, x0: torch.Tensor, seed: int, budget: int) -> 
     return evaluations, curve
 
 
+def cells(args: argparse.Namespace) -> list[tuple[str, str, int]]:
+    """(algo, function, dim) to run: ``--cells algo:function:dim ...`` or the product."""
+    if args.cells:
+        out = []
+        for text in args.cells:
+            algo, name, n = text.split(":")
+            out.append((algo, name, int(n)))
+        return out
+    return [(algo, name, n) for algo in args.algos for name in args.functions for n in args.dims
+            if args.all_pairs or not (algo == "sep-cma-es" and name == "rotated-ellipsoid")]
+
+
+def thin(curve: list, points: int = 200) -> list:
+    step = max(1, len(curve) // points)
+    return curve[::step] + ([curve[-1]] if len(curve) % step != 1 else [])
+
+
 def quality(args: argparse.Namespace) -> dict:
-    results = {}
-    for algo in args.algos:
-        for name in args.functions:
-            if algo == "sep-cma-es" and name == "rotated-ellipsoid" and not args.all_pairs:
-                continue  # a separable model cannot learn a rotated ill-conditioned problem
-            for n in args.dims:
-                function = make_function(name, n)
-                row = {"ours": [], "pycma": [], "curves": {"ours": [], "pycma": []}}
-                for seed in range(args.seeds):
-                    x0 = start(n, seed)
-                    for who, runner in (("ours", run_ours), ("pycma", run_pycma)):
-                        count, curve = runner(algo, function, x0, seed, args.budget)
-                        reached = curve[-1][1] < TARGET
-                        row[who].append(count if reached else args.budget)
-                        row["curves"][who].append(curve)
-                ours, theirs = statistics.median(row["ours"]), statistics.median(row["pycma"])
-                reached_ours = sum(c < args.budget for c in row["ours"])
-                reached_theirs = sum(c < args.budget for c in row["pycma"])
-                ratio = ours / theirs
-                print(f"{algo:11s} {name:18s} dim {n:3d}: median evaluations ours {ours:9.0f} "
-                      f"({reached_ours}/{args.seeds} reached)  pycma {theirs:9.0f} "
-                      f"({reached_theirs}/{args.seeds})  ratio {ratio:5.2f}", flush=True)
-                results[(algo, name, n)] = row
+    """Run the cells; with ``--json``, results (counts and thinned curves) are saved after each
+    cell and cells already in the file are kept, so a long benchmark can be continued."""
+    results: dict = {}
+    if args.json:
+        try:
+            with open(args.json) as file:
+                results = json.load(file)
+        except FileNotFoundError:
+            pass
+    for algo, name, n in cells(args):
+        key = f"{algo} {name} {n}"
+        if key not in results:
+            function = make_function(name, n)
+            row = {"ours": [], "pycma": [], "curves": {"ours": [], "pycma": []}, "budget": args.budget}
+            for seed in range(args.seeds):
+                x0 = start(n, seed)
+                for who, runner in (("ours", run_ours), ("pycma", run_pycma)):
+                    count, curve = runner(algo, function, x0, seed, args.budget)
+                    row[who].append(count if curve[-1][1] < TARGET else args.budget)
+                    row["curves"][who].append(thin(curve))
+            results[key] = row
+            if args.json:
+                with open(args.json, "w") as file:
+                    json.dump(results, file)
+        row = results[key]
+        budget = row.get("budget", args.budget)
+        ours, theirs = statistics.median(row["ours"]), statistics.median(row["pycma"])
+        reached_ours = sum(c < budget for c in row["ours"])
+        reached_theirs = sum(c < budget for c in row["pycma"])
+        print(f"{algo:11s} {name:18s} dim {n:3d}: median evaluations ours {ours:9.0f} "
+              f"({reached_ours}/{len(row['ours'])} reached)  pycma {theirs:9.0f} "
+              f"({reached_theirs}/{len(row['pycma'])})  ratio {ours / theirs:5.2f}", flush=True)
     return results
 
 
@@ -142,12 +168,12 @@ def plot(results: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = sorted(results)
+    keys = sorted(results, key=lambda k: (k.split()[0], k.split()[1], int(k.split()[2])))
     columns = 4
     rows = math.ceil(len(keys) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
     for axis, key in zip(axes.flat, keys):
-        algo, name, n = key
+        algo, name, n = key.split()
         row = results[key]
         last = max(c[-1][0] for who in ("ours", "pycma") for c in row["curves"][who])
         grid = [int(last * k / 200) + 1 for k in range(201)]
@@ -195,9 +221,10 @@ def main() -> None:
     parser.add_argument("--dims", nargs="+", type=int, default=[10, 40])
     parser.add_argument("--seeds", type=int, default=15)
     parser.add_argument("--budget", type=int, default=200_000)
+    parser.add_argument("--cells", nargs="+", help="algo:function:dim cells to run, in this order")
     parser.add_argument("--all-pairs", action="store_true", help="also sep-CMA-ES on the rotated ellipsoid")
     parser.add_argument("--png", help="write median convergence curves here")
-    parser.add_argument("--json", help="write the evaluation counts here")
+    parser.add_argument("--json", help="results file: counts and curves, saved after each cell and continued")
     parser.add_argument("--speed", action="store_true", help="time ask+tell instead")
     parser.add_argument("--speed-dims", nargs="+", type=int, default=[100, 10_000, 1_000_000])
     parser.add_argument("--speed-populations", nargs="+", type=int, default=[100, 1000])
@@ -208,10 +235,6 @@ def main() -> None:
         speed(args)
         return
     results = quality(args)
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump({" ".join(map(str, k)): {"ours": v["ours"], "pycma": v["pycma"]} for k, v in results.items()},
-                      file, indent=1)
     if args.png:
         plot(results, args.png)
 

@@ -37,7 +37,8 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
-ALGOS = ("openai-es", "pgpe", "snes", "xnes", "cma-es", "sep-cma-es", "cem", "ars")  # --help; the registry decides
+# for --help; the registry decides
+ALGOS = ("openai-es", "pgpe", "snes", "xnes", "cma-es", "sep-cma-es", "ipop-cma-es", "bipop-cma-es", "cem", "ars")
 # Settings that define a run: a checkpoint only continues a run made with the same ones.
 IDENTITY_KEYS = (
     "env_id",

@@ -20,6 +20,8 @@ ALGO_GENERIC: dict[str, dict[str, Any]] = {
     "pgpe": {"sigma": 0.1, "lr": 0.05, "optimizer": "clipup", "fitness_shaping": "centered_ranks"},
     "cma-es": {"sigma": 0.1, "lr": 1.0, "optimizer": None, "fitness_shaping": None},
     "sep-cma-es": {"sigma": 0.1, "lr": 1.0, "optimizer": None, "fitness_shaping": None},
+    "ipop-cma-es": {"sigma": 0.1, "lr": 1.0, "optimizer": None, "fitness_shaping": None},
+    "bipop-cma-es": {"sigma": 0.1, "lr": 1.0, "optimizer": None, "fitness_shaping": None},
     "xnes": {"sigma": 0.1, "lr": 1.0, "optimizer": None, "fitness_shaping": "nes"},
     "cem": {"sigma": 0.1, "lr": 1.0, "optimizer": None, "fitness_shaping": None},
     "ars": {"sigma": 0.03, "lr": 0.02, "optimizer": None, "fitness_shaping": None},

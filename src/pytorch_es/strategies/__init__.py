@@ -13,11 +13,12 @@ from pytorch_es.strategies.cma_es import CMAES
 from pytorch_es.strategies.openai_es import OPTIMIZERS, OpenAIES
 from pytorch_es.strategies.pgpe import PGPE
 from pytorch_es.strategies.registry import available, get, register
+from pytorch_es.strategies.restarts import BIPOPCMAES, IPOPCMAES
 from pytorch_es.strategies.sep_cma_es import SepCMAES
 from pytorch_es.strategies.snes import SNES
 from pytorch_es.strategies.xnes import XNES
 
 __all__ = [
-    "ARS", "CEM", "CMAES", "OPTIMIZERS", "PGPE", "SNES", "XNES", "ClipUp", "OpenAIES", "SepCMAES", "Strategy",
+    "ARS", "BIPOPCMAES", "CEM", "CMAES", "IPOPCMAES", "OPTIMIZERS", "PGPE", "SNES", "XNES", "ClipUp", "OpenAIES", "SepCMAES", "Strategy",
     "available", "get", "register",
 ]

@@ -14,6 +14,8 @@ _REGISTRY: dict[str, str] = {
     "pgpe": "pytorch_es.strategies.pgpe:PGPE",
     "cma-es": "pytorch_es.strategies.cma_es:CMAES",
     "sep-cma-es": "pytorch_es.strategies.sep_cma_es:SepCMAES",
+    "ipop-cma-es": "pytorch_es.strategies.restarts:IPOPCMAES",
+    "bipop-cma-es": "pytorch_es.strategies.restarts:BIPOPCMAES",
     "cem": "pytorch_es.strategies.cem:CEM",
     "ars": "pytorch_es.strategies.ars:ARS",
     "xnes": "pytorch_es.strategies.xnes:XNES",
