@@ -54,8 +54,12 @@ def test_reaches_1e_8_on_10_d_functions(name, function, budget):
 
 @pytest.mark.parametrize("name", ["openai-es", "pgpe", "cem", "ars"])
 def test_fixed_step_strategies_approach_the_optimum(name):
-    settings = {"openai-es": {"lr": 0.05, "optimizer": "adam"}, "pgpe": {"lr": 0.05}, "cem": {"elite_ratio": 0.3, "extra_noise": 1e-3, "extra_noise_decay": 0.98},
-                "ars": {"lr": 0.05, "population_size": 32}}[name]
+    settings = {
+        "openai-es": {"lr": 0.05, "optimizer": "adam"},
+        "pgpe": {"lr": 0.05},
+        "cem": {"elite_ratio": 0.3, "extra_noise": 1e-3, "extra_noise_decay": 0.98},
+        "ars": {"lr": 0.05, "population_size": 32},
+    }[name]
     strategy = strategies.get(name)(torch.full((10,), 1.0), sigma=0.2, maximize=False, seed=2, **settings)
     minimise(strategy, sphere, 6000)
     assert float(sphere(strategy.center)) < 0.05

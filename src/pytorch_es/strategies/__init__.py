@@ -19,6 +19,20 @@ from pytorch_es.strategies.snes import SNES
 from pytorch_es.strategies.xnes import XNES
 
 __all__ = [
-    "ARS", "BIPOPCMAES", "CEM", "CMAES", "IPOPCMAES", "OPTIMIZERS", "PGPE", "SNES", "XNES", "ClipUp", "OpenAIES", "SepCMAES", "Strategy",
-    "available", "get", "register",
+    "ARS",
+    "BIPOPCMAES",
+    "CEM",
+    "CMAES",
+    "IPOPCMAES",
+    "OPTIMIZERS",
+    "PGPE",
+    "SNES",
+    "XNES",
+    "ClipUp",
+    "OpenAIES",
+    "SepCMAES",
+    "Strategy",
+    "available",
+    "get",
+    "register",
 ]
