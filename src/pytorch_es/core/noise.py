@@ -131,6 +131,13 @@ class NoiseTable:
         return total
 
 
+    def square_norms(self, offsets: torch.Tensor, dim: int) -> torch.Tensor:
+        """``|slice(offsets[k])|^2`` for every offset, gathering at most 2**22 values at a time."""
+        rows = max(1, (1 << 22) // dim)
+        parts = [self.gather(offsets[i : i + rows], dim).square().sum(1) for i in range(0, len(offsets), rows)]
+        return torch.cat(parts) if parts else self.values.new_zeros(0)
+
+
 def pair_index(member: int, antithetic: bool) -> tuple[int, float]:
     """The noise slice (pair) of ``member`` and its sign."""
     if antithetic:

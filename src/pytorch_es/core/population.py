@@ -216,6 +216,13 @@ class Population:
         """``sum_i w_i z_i`` over the members (a ``dim`` vector in the noise dtype)."""
         return self.noise.weighted_sum(self.offsets, self.slice_weights(weights, signed=True), self.dim)
 
+    def square_norms(self) -> torch.Tensor:
+        """``|z_i|^2`` of every member (mirrored members share theirs), without the matrix."""
+        norms = self.noise.square_norms(self.offsets, self.dim)
+        if not self.antithetic:
+            return norms
+        return norms.repeat_interleave(2)[: self.size]
+
     def squared_sum(self, weights: torch.Tensor) -> torch.Tensor:
         """``sum_i w_i (z_i**2 - 1)`` over the members (a ``dim`` vector)."""
         folded = self.slice_weights(weights, signed=False)

@@ -97,14 +97,20 @@ class CMAES(Strategy):
         return self.sigma, (self.B * self.D).to(self._center.dtype)
 
     def _update(self, population: Population, fitness: torch.Tensor) -> dict[str, float]:
-        p, n = self.p, self.dim
+        p, n, mu = self.p, self.dim, self.p["mu"]
         order = torch.argsort(fitness, descending=True, stable=True)
-        w = p["weights"].to(self.device)
-        z = population.noise_matrix(order.tolist()).to(torch.float64)  # ranked, best first
-        y = z * self.D if self.separable else (z * self.D) @ self.B.T
-        mu = p["mu"]
-        y_w = w[:mu] @ y[:mu]
-        z_w = w[:mu] @ z[:mu]
+        w = p["weights"]
+        if self.separable:  # noise-table reductions: no (population x dim) matrix
+            member_w = torch.zeros(self.population_size, dtype=torch.float64)
+            member_w[order[:mu]] = w[:mu]
+            z_w = population.linear_sum(member_w).to(device=self.device, dtype=torch.float64)
+            norms = population.square_norms().to("cpu", torch.float64)[order]
+        else:
+            z = population.noise_matrix(order.tolist()).to(torch.float64)  # ranked, best first
+            y = (z * self.D) @ self.B.T
+            z_w = w[:mu].to(self.device) @ z[:mu]
+            norms = z.square().sum(1).cpu()
+        y_w = z_w * self.D if self.separable else self.B @ (self.D * z_w)
         c_s, c_c, c_1, c_mu = p["c_s"], p["c_c"], p["c_1"], p["c_mu"]
         with torch.no_grad():
             self._center.add_((self.lr * self.sigma * y_w).to(self._center.dtype))
@@ -116,18 +122,22 @@ class CMAES(Strategy):
         self.p_c.mul_(1 - c_c)
         if h_s:
             self.p_c.add_(y_w, alpha=math.sqrt(c_c * (2 - c_c) * p["mu_eff"]))
-        w_o = w.clone()
+        w_o = w.clone()  # by rank
         negative = w < 0
-        w_o[negative] *= n / z[negative].square().sum(1).clamp(min=1e-300)
+        w_o[negative] *= n / norms[negative].clamp(min=1e-300)
         delta = 0.0 if h_s else c_c * (2 - c_c)
         decay = 1 + c_1 * delta - c_1 - c_mu * float(w.sum())
-        if self.separable:
-            self.C.mul_(decay).add_(c_1 * self.p_c.square()).add_(c_mu * (w_o @ y.square()))
+        if self.separable:  # sum_i w_o,i y_i^2 = D^2 (sum_i w_o,i (z_i^2 - 1) + sum_i w_o,i)
+            member_w = torch.zeros(self.population_size, dtype=torch.float64)
+            member_w[order] = w_o
+            rank_mu = population.squared_sum(member_w).to(device=self.device, dtype=torch.float64)
+            rank_mu = (rank_mu + float(member_w.sum())) * self.C
+            self.C.mul_(decay).add_(c_1 * self.p_c.square()).add_(c_mu * rank_mu)
             self.C.clamp_(min=1e-300)
             self.D = self.C.sqrt()
         else:
             self.C.mul_(decay).add_(torch.outer(self.p_c, self.p_c), alpha=c_1)
-            self.C.add_((y.T * w_o) @ y, alpha=c_mu)
+            self.C.add_((y.T * w_o.to(self.device)) @ y, alpha=c_mu)
             if g - self.eigen_generation >= 1 / (10 * n * (c_1 + c_mu)):
                 self._decompose()
                 self.eigen_generation = g
