@@ -233,3 +233,31 @@ def test_evolution_module_takes_any_strategy(name, tmp_path):
     assert es.strategy.name == name and -float(loss(weights[0])) > start
     with pytest.raises(ValueError, match="apply to strategy='openai-es'"):
         EvolutionModule(weights, reward, strategy=name, sigma_decay=0.9)
+
+
+def test_register_a_user_strategy():
+    from pytorch_es.strategies.base import Hyperparameters
+
+    class Toy(strategies.Strategy):
+        name = "toy"
+
+        def __init__(self, center, **common):
+            super().__init__(center, population_size=common.pop("population_size", 8), **common)
+            self.optimizer = Hyperparameters(lr=1.0)
+
+        def _distribution(self):
+            return 0.1, None
+
+        def _update(self, population, fitness):
+            return {}
+
+    strategies.register("toy", Toy)
+    try:
+        assert "toy" in strategies.available() and strategies.get("TOY") is Toy
+        strategy = Toy(torch.zeros(2), seed=0)
+        strategy.tell(strategy.ask().members().sum(1))
+        assert strategy.generation == 1 and strategy.state_dict()["strategy"] == "toy"
+    finally:
+        strategies.registry._REGISTRY.pop("toy")
+    with pytest.raises(TypeError, match="needs a Strategy subclass"):
+        strategies.register("bad", dict)

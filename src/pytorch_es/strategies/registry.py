@@ -6,9 +6,10 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import sys
 
-# name -> "module:Class", imported on first use
-_REGISTRY: dict[str, str] = {
+# name -> "module:Class" (imported on first use) or a registered class
+_REGISTRY: dict[str, str | type] = {
     "openai-es": "pytorch_es.strategies.openai_es:OpenAIES",
     "snes": "pytorch_es.strategies.snes:SNES",
     "pgpe": "pytorch_es.strategies.pgpe:PGPE",
@@ -28,8 +29,16 @@ def available() -> list[str]:
 
 
 def _importable(name: str) -> bool:
-    module = _REGISTRY[name].split(":", 1)[0]
-    return importlib.util.find_spec(module) is not None
+    target = _REGISTRY[name]
+    if not isinstance(target, str):
+        return True
+    module = target.split(":", 1)[0]
+    if module in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def unknown_message(name: object) -> str:
@@ -46,12 +55,20 @@ def get(name: str) -> type:
     key = name.lower()
     if key not in _REGISTRY or not _importable(key):
         raise ValueError(unknown_message(name))
-    module, cls = _REGISTRY[key].split(":", 1)
+    target = _REGISTRY[key]
+    if not isinstance(target, str):
+        return target
+    module, cls = target.split(":", 1)
     return getattr(importlib.import_module(module), cls)
 
 
 def register(name: str, target: str | type) -> None:
     """Register a strategy class (or its ``"module:Class"`` path) under ``name``."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"strategy name must be a non-empty str, got {name!r}")
     if not isinstance(target, str):
-        target = f"{target.__module__}:{target.__qualname__}"
+        from pytorch_es.strategies.base import Strategy
+
+        if not (isinstance(target, type) and issubclass(target, Strategy)):
+            raise TypeError(f"register() needs a Strategy subclass or a 'module:Class' path, got {target!r}")
     _REGISTRY[name.lower()] = target
