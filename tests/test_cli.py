@@ -345,3 +345,40 @@ def test_timeout_is_recorded_and_may_change_on_resume(capsys, tmp_path):
     code, _, err = run_cli(capsys, "train", "--resume", str(run), "--timeout", "5", "--quiet")
     assert_one_line_error(code, err, "--timeout", "a serial evaluation")
     assert [r["generation"] for r in read_metrics(run / "metrics.csv")] == [1, 2, 3, 4]
+
+
+def test_exported_module_acts_on_raw_observations_like_eval(capsys, tmp_path):
+    """``load_policy(DIR).to_module()`` carries the run's observation normalisation and
+    action head: its greedy returns on raw observations are ``pytorch-es eval``'s."""
+    import gymnasium as gym
+
+    from pytorch_es.training.rundir import load_policy
+
+    directory = tmp_path / "solved"
+    code, _, err = run_cli(capsys, "train", "CartPole-v1", "--seed", "5", "--quiet", "--out", str(directory))
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "eval", str(directory), "--episodes", "20", "--seed", "1000", "--json")
+    assert code == 0, err
+    expected = json.loads(out)["mean_return"]
+    loaded = load_policy(directory)
+    assert loaded.normalizer is not None  # the CartPole defaults normalise observations
+
+    def greedy_mean(module: torch.nn.Module) -> float:
+        env, returns = gym.make("CartPole-v1"), []
+        for seed in range(1000, 1020):
+            obs, _ = env.reset(seed=seed)
+            total, done = 0.0, False
+            while not done:
+                with torch.no_grad():
+                    action = module(torch.as_tensor(obs)[None])[0]
+                obs, reward, terminated, truncated, _ = env.step(int(action))
+                total, done = total + float(reward), terminated or truncated
+            returns.append(total)
+        env.close()
+        return sum(returns) / len(returns)
+
+    assert greedy_mean(loaded.to_module()) == expected
+    raw_layers = loaded.policy.to_module(loaded.vector, actions=True)  # no normalisation: another policy
+    assert greedy_mean(raw_layers) != expected
+    logits = loaded.to_module(actions=False)(torch.zeros(3, 4))
+    assert logits.shape == (3, 2)

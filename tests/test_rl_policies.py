@@ -163,6 +163,22 @@ def test_normalizer_welford_merge_equals_batch_statistics():
     assert torch.allclose(normalized.mean(0), torch.zeros(3, dtype=torch.float32), atol=1e-4)
 
 
+def test_stats_of_a_row_do_not_depend_on_which_other_rows_are_active():
+    """A member's sums must be bit-identical whether every row of its batch is active
+    (one branch) or only some are (another): which one a step takes depends on how the
+    population was split into batches (serial vs worker chunks)."""
+    obs = torch.randn(200, 4, 4, dtype=torch.float32) * 3.7
+    shift = torch.randn(4, dtype=torch.float64)
+    everyone = ObservationNormalizer(4).stats(4)
+    some = ObservationNormalizer(4).stats(4)
+    everyone.shift = some.shift = shift
+    for step in obs:
+        everyone.add(step)
+        some.add(step, torch.arange(4))
+    for key in ("counts", "sums", "squares"):
+        assert torch.equal(everyone.payload()[key], some.payload()[key]), key
+
+
 def test_normalizer_identity_before_data_clips_and_round_trips():
     normalizer = ObservationNormalizer((2,), clip=3.0)
     assert torch.equal(normalizer.normalize(torch.tensor([[1.0, -10.0]])), torch.tensor([[1.0, -3.0]]))

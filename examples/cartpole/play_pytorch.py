@@ -19,18 +19,18 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_pytorch import ENV_ID, build_model, play_episode
+from train_pytorch import ENV_ID, build_model, member_model, play_episode
 
 from pytorch_es import load_weights
 
 
-def record_gif(model, weights, path: str, seed: int, episodes: int, every: int = 2, scale: int = 2) -> None:
+def record_gif(weights, path: str, seed: int, episodes: int, every: int = 2, scale: int = 2) -> None:
     """Record greedy episodes into ``path``: every ``every``-th frame, size divided by ``scale``."""
     from PIL import Image
 
     frames: list[Image.Image] = []
     env = gym.make(ENV_ID, render_mode="rgb_array")
-    params = dict(zip([name for name, _ in model.named_parameters()], weights, strict=True))
+    model = member_model(weights)
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
         total, step, done = 0.0, 0, False
@@ -40,7 +40,7 @@ def record_gif(model, weights, path: str, seed: int, episodes: int, every: int =
                 frames.append(frame.quantize(colors=64, method=Image.Quantize.FASTOCTREE))
             with torch.no_grad():
                 batch = torch.as_tensor(obs, dtype=torch.float32, device=weights[0].device).unsqueeze(0)
-                action = int(torch.func.functional_call(model, params, (batch,)).argmax())
+                action = int(model(batch).argmax())
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             step += 1
@@ -76,15 +76,14 @@ def main() -> None:
             f"the CartPole model has {shapes}"
         )
     device = torch.device("cuda" if args.cuda else "cpu")
-    model = model.to(device)
     weights = [w.to(device) for w in weights]
 
     if args.gif:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-        record_gif(model, weights, args.gif, args.seed, args.episodes)
+        record_gif(weights, args.gif, args.seed, args.episodes)
         return
     env = gym.make(ENV_ID, render_mode="human")
-    returns = [play_episode(model, weights, env, args.seed + e) for e in range(args.episodes)]
+    returns = [play_episode(weights, env, args.seed + e) for e in range(args.episodes)]
     env.close()
     print(f"returns: {returns} (mean {np.mean(returns):.1f})")
 

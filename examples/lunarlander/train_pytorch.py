@@ -33,6 +33,7 @@ continues the run where it stopped.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from functools import partial
 from typing import ClassVar
@@ -113,7 +114,7 @@ def get_reward(weights, model, member_seeds, render=None):
         env.close()
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description="Train LunarLander-v3 with EvolutionModule.")
     parser.add_argument("-w", "--weights_path", type=str, required=True, help="Path to save final weights")
     parser.add_argument("-c", "--cuda", action="store_true", help="Whether or not to use CUDA")
@@ -167,8 +168,14 @@ def main() -> None:
     returns = [play_episode(model, final_weights, env, seed) for seed in range(1000, 1100)]
     env.close()
     print(f"Reward from final weights: {np.mean(returns):.2f} (mean of 100 episodes, env seeds 1000..1099)")
-    print(f"Time to completion: {end:.1f} s ({es.iteration} iterations)")
+    if es.consecutive_goal_count >= es.consecutive_goal_stopping:
+        print(f"Goal reached: {es.consecutive_goal_stopping} consecutive tests >= {GOAL:g}, "
+              f"at iteration {es.iteration} ({end:.1f} s)")
+        return 0
+    print(f"Goal NOT reached in {es.iteration} iterations ({end:.1f} s): fewer than "
+          f"{es.consecutive_goal_stopping} consecutive tests >= {GOAL:g}; continue with --resume")
+    return 3
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

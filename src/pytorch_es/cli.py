@@ -36,6 +36,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
+EXIT_TARGET_MISSED = 3  # training ended (generation budget) without reaching --target
 
 # for --help; the registry decides
 ALGOS = ("openai-es", "pgpe", "snes", "xnes", "cma-es", "sep-cma-es", "ipop-cma-es", "bipop-cma-es", "cem", "ars")
@@ -227,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--resume", metavar="DIR", help="continue the run in DIR (or from a checkpoint file)")
     train.add_argument("--tensorboard", action="store_true", default=None, help="also write TensorBoard events")
-    train.add_argument("--quiet", action="store_true", help="no progress display")
+    train.add_argument("--quiet", action="store_true", help="no progress display (summary still printed)")
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser(
@@ -484,7 +485,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pytorch_es.evaluation import make_evaluator
+    from pytorch_es.evaluation import make_evaluator, resolve_backend
     from pytorch_es.rl import GymProblem
     from pytorch_es.training import (
         CheckpointCallback,
@@ -494,6 +495,7 @@ def _train(args: argparse.Namespace) -> int:
         Trainer,
     )
     from pytorch_es.training.checkpoint import CHECKPOINT_NAME
+    from pytorch_es.training.progress import SlowGenerationHint
     from pytorch_es.training.rundir import CONFIG_NAME, TENSORBOARD_DIR, PolicySaver, write_json
 
     state = None
@@ -524,10 +526,13 @@ def _train(args: argparse.Namespace) -> int:
         max_steps=config["max_steps"],
         obs_norm=config["obs_norm"],
     )
+    _warn_if_pixels(problem)
     strategy = _make_strategy(config, problem.initial_center(config["seed"]))
     try:
+        choice = resolve_backend(config["backend"], config["workers"], config.get("ray_address"), problem)
         evaluator = make_evaluator(
-            config["backend"], config["workers"], config.get("ray_address"), config["timeout"], problem=problem
+            config["backend"], config["workers"], config.get("ray_address"), config["timeout"], problem=problem,
+            choice=choice,
         )
     except BaseException:
         problem.close()
@@ -536,6 +541,8 @@ def _train(args: argparse.Namespace) -> int:
         callbacks: list[Any] = []
         if not args.quiet:
             callbacks.append(ProgressCallback())
+            if choice.backend == "serial":
+                callbacks.append(SlowGenerationHint(_workers_hint))
         callbacks.append(MetricsCSV(directory / "metrics.csv"))
         if config["tensorboard"]:
             callbacks.append(TensorBoardLogger(directory / TENSORBOARD_DIR))
@@ -566,7 +573,8 @@ def _train(args: argparse.Namespace) -> int:
             print(
                 f"{config['env_id']}: {where}; {problem.policy.describe()}, "
                 f"population {config['population']}, seed {config['seed']}, target {config['target']}, "
-                f"{_describe(evaluator, config['timeout'])}; run directory {directory}",
+                f"{_describe(evaluator, config['timeout'])} ({config['backend']}: {choice.reason}); "
+                f"run directory {directory}",
                 flush=True,
             )
         last = trainer.metrics[-1]["test_reward"] if trainer.metrics else None
@@ -579,12 +587,39 @@ def _train(args: argparse.Namespace) -> int:
             return 0
         if trainer.generation < config["generations"] and callable(getattr(evaluator, "start", None)):
             evaluator.start()  # worker start-up (a second or more) out of the first timed generation
+        first_generation = trainer.generation
         result = trainer.run(config["generations"])
         # reported before closing: a 2nd SIGTERM while the workers stop still finds it printed
-        return _report(result, config, directory, args.quiet)
+        return _report(result, config, directory, trained=result.generation > first_generation)
     finally:
         evaluator.close()
         problem.close()
+
+
+def _warn_if_pixels(problem: Any) -> None:
+    from pytorch_es.rl.envs import is_pixel_space
+
+    space = problem.observation_space
+    if is_pixel_space(space):
+        print(
+            f"warning: {problem.env_id} observes pixels {tuple(space.shape)}: {int(space.low.size):,} inputs "
+            f"give the policy {problem.policy.num_parameters:,} parameters, and ES on raw frames is slow to "
+            "learn; give it features with an observation wrapper, or use a smaller --hidden",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _workers_hint(seconds: float) -> str | None:
+    from pytorch_es.evaluation.factory import available_cores
+
+    cores = available_cores()
+    if cores < 2:
+        return None
+    return (
+        f"hint: a generation takes {seconds:.0f} s in this one process; --workers {cores} runs members "
+        f"on {cores} worker processes (--backend ray for a cluster)"
+    )
 
 
 def _describe(evaluator: Any, timeout: float | None = None) -> str:
@@ -597,7 +632,9 @@ def _describe(evaluator: Any, timeout: float | None = None) -> str:
     return text
 
 
-def _report(result: Any, config: dict[str, Any], directory: Path, quiet: bool) -> int:
+def _report(result: Any, config: dict[str, Any], directory: Path, trained: bool) -> int:
+    """Print the outcome; the exit status is EXIT_TARGET_MISSED when this call trained
+    through its generation budget without reaching the target."""
     steps = f"{result.env_steps:,} env steps"
     best = "-" if result.best_test_reward is None else f"{result.best_test_reward:.2f}"
     if result.reason in ("interrupted", "terminated"):
@@ -610,19 +647,28 @@ def _report(result: Any, config: dict[str, Any], directory: Path, quiet: bool) -
             flush=True,
         )
         return EXIT_INTERRUPTED if result.reason == "interrupted" else EXIT_TERMINATED
-    if not quiet:
-        if result.reason == "target":
-            print(
-                f"Solved {config['env_id']} at generation {result.generation}: test mean {best} >= "
-                f"{config['target']:g} ({config['test_episodes']} episodes) "
-                f"in {result.elapsed:.1f} s, {steps}."
-            )
-        else:
-            print(
-                f"Stopped after {result.generation} generations ({result.elapsed:.1f} s, {steps}); "
-                f"best test mean {best} at generation {result.best_generation}."
-            )
-        print(f"Run directory: {directory}  (pytorch-es eval {directory}; pytorch-es play {directory} --gif out.gif)")
+    if result.reason == "target":
+        print(
+            f"Solved {config['env_id']} at generation {result.generation}: test mean {best} >= "
+            f"{config['target']:g} ({config['test_episodes']} episodes) "
+            f"in {result.elapsed:.1f} s, {steps}."
+        )
+    else:
+        print(
+            f"Stopped after {result.generation} generations ({result.elapsed:.1f} s, {steps}); "
+            f"best test mean {best} at generation {result.best_generation}."
+        )
+    print(f"Run directory: {directory}  (pytorch-es eval {directory}; pytorch-es play {directory} --gif out.gif)")
+    if trained and result.reason != "target" and config["target"] is not None:
+        print(
+            f"pytorch-es train: target {config['target']:g} not reached in {result.generation} generations "
+            f"(best test mean {best}); try more generations (pytorch-es train --resume {directory} "
+            f"--generations {2 * max(result.generation, 1)}), a larger --population or --episodes, "
+            f"or another --seed",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_TARGET_MISSED
     return 0
 
 

@@ -93,6 +93,7 @@ def make_evaluator(
     timeout: float | None = None,
     *,
     problem: Problem | None = None,
+    choice: BackendChoice | None = None,
     **options: Any,
 ) -> Evaluator:
     """Build the evaluator for ``--backend {auto,serial,threads,processes,ray}``.
@@ -104,13 +105,16 @@ def make_evaluator(
         timeout: seconds a chunk of members may take before its worker is killed and
             replaced (``processes`` and ``ray``; a thread cannot be killed).
         problem: lets ``auto`` tell vectorised problems from the rest.
+        choice: what :func:`resolve_backend` already returned for these arguments (the
+            CLI shows it before building), so ``auto`` is decided only once.
         options: passed to :class:`ProcessEvaluator` / :class:`RayEvaluator`
             (``max_crashes``, ``chunks_per_worker``, ...).
 
     Every backend gives the same rewards for the same seed.
     """
     timeout = check_timeout(timeout)
-    choice = resolve_backend(backend, workers, ray_address, problem)
+    if choice is None:
+        choice = resolve_backend(backend, workers, ray_address, problem)
     if choice.backend in ("serial", "threads"):
         if timeout is not None and backend != "auto":
             raise ValueError(

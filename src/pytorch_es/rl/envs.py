@@ -21,6 +21,7 @@ never reach a member.
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ __all__ = [
     "check_env_id",
     "check_spaces",
     "env_spaces",
+    "is_pixel_space",
     "make_batch",
     "make_env",
     "max_episode_steps",
@@ -42,23 +44,49 @@ __all__ = [
 ]
 
 
+# Env families whose ids need a package that gymnasium does not bring: id prefix ->
+# (module that registers them, the install line).
+EXTRAS = {
+    "ALE/": ("ale_py", 'pip install "gymnasium[atari]"'),
+}
+# Families that gymnasium registers but cannot make without an extra.
+MUJOCO_NAMES = {"ant", "halfcheetah", "hopper", "humanoid", "humanoidstandup", "invertedpendulum",
+                "inverteddoublependulum", "pusher", "reacher", "swimmer", "walker2d"}
+
+
 def check_env_id(env_id: str) -> str:
-    """Return ``env_id`` if Gymnasium knows it, else raise ``ValueError`` with close names.
+    """Return ``env_id`` if Gymnasium knows it, else raise ``ValueError`` with close names,
+    or with the install line when the id belongs to a family whose package is missing.
 
     Suggestions come from ``difflib.get_close_matches`` over ``gymnasium.registry``
-    (case-insensitive), e.g. ``"LunarLander-v2"`` -> ``LunarLander-v3``.
+    (case-insensitive), e.g. ``"LunarLander-v2"`` -> ``LunarLander-v3``. ``ALE/...`` ids
+    register when ``ale_py`` is installed (it is imported here).
     """
     if not isinstance(env_id, str) or not env_id:
         raise TypeError(f"env_id must be a non-empty string, got {env_id!r}")
     if env_id in gym.registry:
         return env_id
+    for prefix, (module, install) in EXTRAS.items():
+        if env_id.startswith(prefix):
+            try:
+                gym.register_envs(importlib.import_module(module))
+            except ImportError:
+                raise ValueError(f"{env_id!r} needs the {module} package: {install}") from None
+            if env_id in gym.registry:
+                return env_id
     ids = list(gym.registry.keys())
     lowered = {name.lower(): name for name in ids}
     matches = difflib.get_close_matches(env_id.lower(), list(lowered), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(lowered[m] for m in matches)}?" if matches else ""
-    if not matches and env_id.split("/")[-1].split("-")[0].lower() in {"ant", "hopper", "humanoid"}:
-        hint = "; MuJoCo envs need `pip install gymnasium[mujoco]`"
+    if not matches and env_id.split("/")[-1].split("-")[0].lower() in MUJOCO_NAMES:
+        hint = '; MuJoCo envs need pip install "gymnasium[mujoco]"'
     raise ValueError(f"unknown Gymnasium env id {env_id!r}{hint}")
+
+
+def is_pixel_space(space: spaces.Space) -> bool:
+    """Whether observations are images: a ``uint8`` Box of two or more dimensions
+    (Atari frames, CarRacing's 96x96x3)."""
+    return isinstance(space, spaces.Box) and len(space.shape) >= 2 and space.dtype == np.uint8
 
 
 def _describe(space: spaces.Space) -> str:

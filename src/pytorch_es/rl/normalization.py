@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["ObservationNormalizer", "ObservationStats"]
+__all__ = ["NormalizeObservation", "ObservationNormalizer", "ObservationStats"]
 
 
 class ObservationStats:
@@ -53,7 +53,10 @@ class ObservationStats:
             if count:
                 self.counts += 1.0
             self.sums += x
-            self.squares.addcmul_(x, x)
+            # x * x, not addcmul_: a fused multiply-add rounds differently from the
+            # index_add_ branch, and which branch a member's step takes depends on the
+            # batch it runs in (serial vs worker chunks); both must round alike.
+            self.squares += x * x
         else:
             if count:
                 self.counts.index_add_(0, rows, torch.ones(len(rows), dtype=torch.float64))
@@ -62,6 +65,30 @@ class ObservationStats:
 
     def payload(self) -> dict[str, torch.Tensor]:
         return {"shift": self.shift, "counts": self.counts, "sums": self.sums, "squares": self.squares}
+
+
+class NormalizeObservation(torch.nn.Module):
+    """``clip((obs - mean) * inv_std)`` in float32 for observations of ``shape``, the
+    exported form of :meth:`ObservationNormalizer.normalize`.
+
+    Takes ``(..., *shape)`` and returns ``(..., prod(shape))``; ``mean`` and ``inv_std``
+    are buffers, so the module saves, loads and moves like any other.
+    """
+
+    def __init__(self, shape: Sequence[int], mean: torch.Tensor, inv_std: torch.Tensor, clip: float) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+        self.clip = float(clip)
+        self.register_buffer("mean", mean.detach().to(torch.float32).reshape(-1).clone())
+        self.register_buffer("inv_std", inv_std.detach().to(torch.float32).reshape(-1).clone())
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        batch = obs.shape[: obs.dim() - len(self.shape)]
+        x = torch.as_tensor(obs).reshape(*batch, -1).to(torch.float32)
+        return x.sub(self.mean).mul_(self.inv_std).clamp_(-self.clip, self.clip)
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}, clip={self.clip:g}"
 
 
 class ObservationNormalizer:
@@ -111,6 +138,10 @@ class ObservationNormalizer:
         """``clip((obs - mean) / std)`` in float32 for a ``(n, *shape)`` batch -> ``(n, dim)``."""
         x = obs.reshape(obs.shape[0], -1).to(torch.float32)
         return x.sub(self._mean32).mul_(self._inv_std32).clamp_(-self.clip, self.clip)
+
+    def to_module(self) -> NormalizeObservation:
+        """This normalisation, frozen at the current statistics, as an ``nn.Module``."""
+        return NormalizeObservation(self.shape, self._mean32, self._inv_std32, self.clip)
 
     def stats(self, rows: int) -> ObservationStats:
         """A fresh accumulator for ``rows`` rows, shifted by the current mean."""

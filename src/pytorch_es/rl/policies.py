@@ -33,9 +33,11 @@ import torch
 from gymnasium import spaces
 
 from pytorch_es.rl.envs import check_spaces
+from pytorch_es.rl.normalization import ObservationNormalizer
 
 __all__ = [
     "ACTIVATIONS",
+    "ActionHead",
     "BoundPolicy",
     "MLPPolicy",
     "Policy",
@@ -313,7 +315,7 @@ class _BoundMLP(BoundPolicy):
                 self.weights.append((weight if mode == "sum_in" else weight.transpose(1, 2)).contiguous().numpy())
                 self.biases.append(bias.contiguous().numpy())
         self.activation_name = policy.activation
-        self.head = policy._head
+        self.head = policy._head.forward  # no nn.Module call overhead on every env step
         self.start = int(policy.action_space.start) if policy._binary_head else 0
         self._forward = self._compile()
 
@@ -457,6 +459,51 @@ def _activation_step(name: str, padded_out: np.ndarray) -> Callable[[np.ndarray]
     return torch_activation
 
 
+class ActionHead(torch.nn.Module):
+    """Policy outputs -> env actions, the last step of every forward pass.
+
+    ``Discrete(n, start)``: ``argmax(y) + start``. ``Box`` with ``action_mode="squash"``:
+    ``middle + tanh(y) * half`` on finite bounds (``middle = (low + high) / 2``,
+    ``half = (high - low) / 2``), the identity on unbounded dimensions; ``"clip"``:
+    ``clamp(y, low, high)``. Outputs ``(n, out)`` become ``(n,)`` or ``(n, *shape)``.
+    """
+
+    def __init__(self, action_space: spaces.Space, action_mode: str = "squash") -> None:
+        super().__init__()
+        if isinstance(action_space, spaces.Discrete):
+            self.kind, self.start, self.shape = "argmax", int(action_space.start), ()
+            return
+        self.start, self.shape = 0, tuple(action_space.shape)
+        low = torch.as_tensor(np.asarray(action_space.low, np.float64).ravel(), dtype=torch.float32)
+        high = torch.as_tensor(np.asarray(action_space.high, np.float64).ravel(), dtype=torch.float32)
+        finite = torch.isfinite(low) & torch.isfinite(high)
+        if action_mode == "clip":
+            big = torch.finfo(torch.float32).max
+            self.kind = "clip"
+            self.register_buffer("low", torch.where(torch.isfinite(low), low, torch.full_like(low, -big)))
+            self.register_buffer("high", torch.where(torch.isfinite(high), high, torch.full_like(high, big)))
+            return
+        self.kind = "squash" if bool(finite.all()) else "squash_partial"
+        half = torch.where(finite, (high - low) / 2, torch.ones_like(low))
+        self.register_buffer("half_width", half)
+        self.register_buffer("midpoint", torch.where(finite, low + half, torch.zeros_like(low)))
+        self.register_buffer("finite_mask", finite)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if self.kind == "argmax":
+            actions = y.argmax(-1)
+            return actions if self.start == 0 else actions.add_(self.start)
+        if self.kind == "clip":
+            return torch.maximum(torch.minimum(y, self.high), self.low).reshape(-1, *self.shape)
+        squashed = torch.addcmul(self.midpoint, torch.tanh(y), self.half_width)
+        if self.kind == "squash_partial":
+            squashed = torch.where(self.finite_mask, squashed, y)
+        return squashed.reshape(-1, *self.shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}" + (f", start={self.start}" if self.start else "")
+
+
 class MLPPolicy(Policy):
     """A multilayer perceptron ``obs -> hidden... -> action``, weights stored as ``x @ W + b``.
 
@@ -515,33 +562,8 @@ class MLPPolicy(Policy):
         self._binary_head = _is_binary(action_space)
         self._head = self._make_head()
 
-    def _make_head(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        space = self.action_space
-        if isinstance(space, spaces.Discrete):
-            start = int(space.start)
-            if start == 0:
-                return lambda y: y.argmax(-1)
-            return lambda y: y.argmax(-1).add_(start)
-        shape = tuple(space.shape)
-        low = torch.as_tensor(np.asarray(space.low, np.float64).ravel(), dtype=torch.float32)
-        high = torch.as_tensor(np.asarray(space.high, np.float64).ravel(), dtype=torch.float32)
-        finite = torch.isfinite(low) & torch.isfinite(high)
-        if self.action_mode == "clip":
-            big = torch.finfo(torch.float32).max
-            low_c = torch.where(torch.isfinite(low), low, torch.full_like(low, -big))
-            high_c = torch.where(torch.isfinite(high), high, torch.full_like(high, big))
-            return lambda y: torch.maximum(torch.minimum(y, high_c), low_c).reshape(-1, *shape)
-        if bool(finite.all()):
-            half = (high - low) / 2
-            middle = low + half
-            return lambda y: torch.addcmul(middle, torch.tanh(y), half).reshape(-1, *shape)
-        half = torch.where(finite, (high - low) / 2, torch.ones_like(low))
-        middle = torch.where(finite, low + (high - low) / 2, torch.zeros_like(low))
-
-        def squash_partial(y: torch.Tensor) -> torch.Tensor:
-            return torch.where(finite, torch.addcmul(middle, torch.tanh(y), half), y).reshape(-1, *shape)
-
-        return squash_partial
+    def _make_head(self) -> ActionHead:
+        return ActionHead(self.action_space, self.action_mode)
 
     @property
     def num_parameters(self) -> int:
@@ -589,11 +611,19 @@ class MLPPolicy(Policy):
             out[f"layers.{k}.bias"] = vector[w1:b1].clone()
         return out
 
-    def to_module(self, vector: torch.Tensor) -> torch.nn.Sequential:
-        """An equivalent ``nn.Sequential`` of ``nn.Linear`` layers producing the raw outputs
-        (logits / pre-squash values), for export."""
+    def to_module(
+        self, vector: torch.Tensor, normalizer: ObservationNormalizer | None = None, *, actions: bool = False
+    ) -> torch.nn.Sequential:
+        """An equivalent ``nn.Sequential`` of ``nn.Linear`` layers, for export.
+
+        With ``normalizer`` (the run's observation statistics) it starts with a
+        :class:`~pytorch_es.rl.normalization.NormalizeObservation`, so it takes raw env
+        observations; without one it expects what the policy saw. It returns the raw
+        outputs (logits / pre-squash values), or with ``actions=True`` the env actions
+        (an :class:`ActionHead` at the end).
+        """
         named = self.named_parameters(vector)
-        layers: list[torch.nn.Module] = []
+        layers: list[torch.nn.Module] = [] if normalizer is None else [normalizer.to_module()]
         activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid,
                       "elu": torch.nn.ELU, "selu": torch.nn.SELU, "gelu": torch.nn.GELU,
                       "silu": torch.nn.SiLU, "identity": torch.nn.Identity}[self.activation]
@@ -605,6 +635,8 @@ class MLPPolicy(Policy):
             layers.append(linear)
             if k < len(self._layer_dims) - 1:
                 layers.append(activation())
+        if actions:
+            layers.append(self._make_head())
         return torch.nn.Sequential(*layers)
 
     def config(self) -> dict[str, Any]:
@@ -633,15 +665,6 @@ class MLPPolicy(Policy):
         except KeyError as error:
             raise ValueError(f"policy config is missing {error}") from None
         return check_config_parameters(config, policy, "its architecture")
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("_head", None)  # closures; rebuilt on unpickling
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)  # _modes and _binary_head travel with it
-        self._head = self._make_head()
 
     def __repr__(self) -> str:
         return f"MLPPolicy({self.describe()}, action_space={self.action_space})"

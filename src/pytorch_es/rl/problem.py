@@ -432,6 +432,19 @@ class LoadedPolicy:
                                episodes=episodes, seed=seed, max_steps=max_steps,
                                env_kwargs=self.config.get("env_kwargs"))
 
+    def to_module(self, actions: bool = True) -> torch.nn.Module:
+        """The policy as a plain ``nn.Sequential`` that acts on raw env observations: the
+        run's observation normalisation (if it had one), the layers, and (``actions=True``)
+        the action head, so ``module(obs[None])[0]`` is the greedy action ``evaluate`` takes.
+        ``actions=False`` returns the raw outputs (logits / pre-squash values)."""
+        to_module = getattr(self.policy, "to_module", None)
+        if to_module is None:
+            raise TypeError(
+                f"{type(self.policy).__name__} has no to_module(); a Keras policy exports its "
+                "weights with policy.to_model(vector)"
+            )
+        return to_module(self._vector(), self.normalizer, actions=actions)
+
     def run_episode(self, env: Any, seed: int | None = None, **kwargs: Any) -> tuple[float, int]:
         """One episode in ``env`` (e.g. made with ``render_mode="rgb_array"``); see ``run_episode``."""
         return run_episode(env, self.policy, self._vector(), seed=seed, normalizer=self.normalizer, **kwargs)
