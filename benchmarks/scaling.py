@@ -84,7 +84,8 @@ def make_ray(workers: int) -> Evaluator:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from pytorch_es.evaluation.ray_evaluator import RayEvaluator
 
-    return RayEvaluator(workers, init_kwargs={"log_to_driver": False})
+    # a benchmark on a private machine: Ray 2.60 cannot bind to loopback only (docs/cluster.md, Security)
+    return RayEvaluator(workers, init_kwargs={"log_to_driver": False}, allow_network=True)
 
 
 def env_steps_per_second(args: argparse.Namespace) -> dict:

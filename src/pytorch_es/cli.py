@@ -17,6 +17,7 @@ usage errors need argparse only: torch (seconds to import) is imported after the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import io
 import json
@@ -88,7 +89,7 @@ class CLIError(Exception):
 
 
 # ---------------------------------------------------------------------------- parsing
-def _positive_int(minimum: int = 1):
+def _positive_int(minimum: int = 1, maximum: int | None = None):
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -96,6 +97,8 @@ def _positive_int(minimum: int = 1):
             raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum} (2^63 - 1), got {value}")
         return value
 
     return parse
@@ -201,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--obs-norm", action=argparse.BooleanOptionalAction, default=None, help="observation normalisation"
     )
-    train.add_argument("--seed", type=_positive_int(0), help="run seed (default: random, recorded)")
+    train.add_argument("--seed", type=_positive_int(0, (1 << 63) - 1), help="run seed (default: random, recorded)")
     train.add_argument(
         "--target",
         type=_target,
@@ -212,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--backend", choices=("auto", "serial", "threads", "processes", "ray"), help="where members run")
     train.add_argument("--workers", type=_positive_int(), help="worker processes / actors")
     train.add_argument("--ray-address", help="address of a running Ray cluster (HOST:PORT)")
+    train.add_argument(
+        "--ray-allow-network",
+        action="store_true",
+        help="start a local Ray even though its servers listen on all interfaces (Ray 2.60 cannot bind them "
+        "to loopback; see docs/cluster.md, Security)",
+    )
     train.add_argument(
         "--timeout",
         type=_timeout,
@@ -477,11 +486,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     workers started so far are closed."""
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    previous_sigint = signal.getsignal(signal.SIGINT) if in_main_thread else None
     try:
-        return _train(args)
+        with contextlib.ExitStack() as resources:  # the run directory's lock, released last
+            args.resources = resources
+            return _train(args)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_sigint is not None and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, previous_sigint)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -500,6 +514,7 @@ def _train(args: argparse.Namespace) -> int:
 
     state = None
     if args.resume:
+        _hold_run_directory(args, _resume_paths(args.resume)[0], created=False)  # before reading the checkpoint
         directory, config, state = _load_resume(args)
     else:
         config = _new_config(args)
@@ -511,10 +526,17 @@ def _train(args: argparse.Namespace) -> int:
             )
         if directory.exists() and not directory.is_dir():
             raise CLIError(f"--out {str(directory)!r} exists and is not a directory")
+        created = not directory.exists()
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise CLIError(f"cannot create --out {str(directory)!r}: {error.strerror or error}") from None
+        _hold_run_directory(args, directory, created=created)
+        if (directory / CHECKPOINT_NAME).exists():  # written by a run that ended while this one started
+            raise CLIError(
+                f"--out {str(directory)!r} already holds a run; continue it with "
+                f"pytorch-es train --resume {directory}, or choose another --out"
+            )
     if not os.access(directory, os.W_OK):
         raise CLIError(f"run directory {str(directory)!r} is not writable")
     _check_timeout_backend(config["timeout"], config["backend"])  # a resumed run's backend
@@ -527,12 +549,17 @@ def _train(args: argparse.Namespace) -> int:
         obs_norm=config["obs_norm"],
     )
     _warn_if_pixels(problem)
+    try:
+        _check_run_costs(config, problem.policy.num_parameters)
+    except BaseException:
+        problem.close()
+        raise
     strategy = _make_strategy(config, problem.initial_center(config["seed"]))
     try:
         choice = resolve_backend(config["backend"], config["workers"], config.get("ray_address"), problem)
         evaluator = make_evaluator(
             config["backend"], config["workers"], config.get("ray_address"), config["timeout"], problem=problem,
-            choice=choice,
+            choice=choice, **_ray_options(args, config),
         )
     except BaseException:
         problem.close()
@@ -547,7 +574,8 @@ def _train(args: argparse.Namespace) -> int:
         if config["tensorboard"]:
             callbacks.append(TensorBoardLogger(directory / TENSORBOARD_DIR))
         callbacks.append(PolicySaver(directory, problem, seed=config["seed"]))
-        callbacks.append(CheckpointCallback(directory, config, every=config["checkpoint_every"]))
+        checkpointer = CheckpointCallback(directory, config, every=config["checkpoint_every"])
+        callbacks.append(checkpointer)
         trainer = Trainer(
             strategy,
             problem,
@@ -558,6 +586,11 @@ def _train(args: argparse.Namespace) -> int:
             callbacks=callbacks,
         )
         if state is not None:
+            from pytorch_es.training.checkpoint import shape_mismatches
+
+            mismatches = shape_mismatches(state, problem.policy.num_parameters)
+            if mismatches:
+                raise CLIError(f"checkpoint in {str(directory)!r} does not fit this run: " + "; ".join(mismatches))
             try:
                 trainer.load_state_dict(state)
             except (KeyError, ValueError, TypeError, RuntimeError) as error:
@@ -589,11 +622,71 @@ def _train(args: argparse.Namespace) -> int:
             evaluator.start()  # worker start-up (a second or more) out of the first timed generation
         first_generation = trainer.generation
         result = trainer.run(config["generations"])
+        if result.reason in ("interrupted", "terminated"):
+            _ignore_further_interrupts()
         # reported before closing: a 2nd SIGTERM while the workers stop still finds it printed
-        return _report(result, config, directory, trained=result.generation > first_generation)
+        return _report(
+            result, config, directory, trained=result.generation > first_generation, saved=checkpointer.saved_generation
+        )
     finally:
         evaluator.close()
         problem.close()
+
+
+MAX_TEST_EPISODES = 1 << 30  # test episodes take env seeds from a 31-bit range
+
+
+def _check_run_costs(config: dict[str, Any], num_parameters: int) -> None:
+    """Fail before allocating when a generation's batch or the test's cannot fit in memory
+    (lower bounds: the members' parameters and about 1 KiB per sub-env)."""
+    from pytorch_es.limits import batch_bytes, check_memory
+
+    if config["test_episodes"] > MAX_TEST_EPISODES:
+        raise CLIError(f"--test-episodes must be at most {MAX_TEST_EPISODES:,} (env seeds are 31-bit), "
+                       f"got {config['test_episodes']:,}")
+    population, episodes = config["population"], config["episodes"]
+    check_memory(
+        batch_bytes(population * episodes, num_parameters),
+        f"--population {population:,} x --episodes {episodes:,} ({population * episodes:,} sub-envs per generation, "
+        f"{num_parameters:,} parameters each)",
+        "use a smaller --population or fewer --episodes",
+    )
+    check_memory(
+        batch_bytes(config["test_episodes"], num_parameters),
+        f"--test-episodes {config['test_episodes']:,} (one batch of that many sub-envs)",
+        "use fewer --test-episodes",
+    )
+
+
+def _hold_run_directory(args: argparse.Namespace, directory: Path, created: bool) -> None:
+    """One run per directory: its lock for the rest of the command (a second train or
+    resume fails at once, naming the holder's PID), stale temporary files of a killed
+    run removed, and a directory this command created removed again if the run fails
+    before writing anything into it."""
+    from pytorch_es.training.rundir import (
+        RunDirectoryError,
+        RunDirectoryLock,
+        remove_if_empty,
+        remove_stale_temporaries,
+    )
+
+    resources = getattr(args, "resources", None)
+    try:
+        lock = RunDirectoryLock(directory).acquire()
+    except RunDirectoryError as error:  # the directory is the holder's: leave it alone
+        raise CLIError(str(error)) from None
+    if resources is not None:
+        resources.callback(lock.release)
+        if created:
+            resources.callback(remove_if_empty, directory)  # runs first: the lock is still held
+    remove_stale_temporaries(directory)
+
+
+def _ray_options(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
+    """``--ray-allow-network``: passed to a Ray backend only (never saved: asked for each time)."""
+    if getattr(args, "ray_allow_network", False) and (config["backend"] == "ray" or config.get("ray_address")):
+        return {"allow_network": True}
+    return {}
 
 
 def _warn_if_pixels(problem: Any) -> None:
@@ -632,17 +725,38 @@ def _describe(evaluator: Any, timeout: float | None = None) -> str:
     return text
 
 
-def _report(result: Any, config: dict[str, Any], directory: Path, trained: bool) -> int:
+def _ignore_further_interrupts() -> None:
+    """After an interrupted run has saved: more Ctrl-C (a signal storm) must not turn the
+    report and the closing of the workers into a traceback. Restored by cmd_train."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _checkpoint_note(directory: Path, generation: int, saved: int | None) -> tuple[str, bool]:
+    """What the run directory holds now, as said in the report, and whether it can be resumed."""
+    from pytorch_es.training.checkpoint import CHECKPOINT_NAME, checkpoint_generation
+
+    path = directory / CHECKPOINT_NAME
+    if saved is not None and saved == generation:
+        return f"checkpoint saved in {path}", True
+    on_disk = checkpoint_generation(path)
+    if on_disk is None:
+        return "no checkpoint was written", False
+    return f"NOT saved: the checkpoint in {path} is the one of generation {on_disk}", True
+
+
+def _report(result: Any, config: dict[str, Any], directory: Path, trained: bool, saved: int | None = None) -> int:
     """Print the outcome; the exit status is EXIT_TARGET_MISSED when this call trained
-    through its generation budget without reaching the target."""
+    through its generation budget without reaching the target. ``saved``: the generation
+    of the checkpoint this process wrote last (the report says only what was written)."""
     steps = f"{result.env_steps:,} env steps"
     best = "-" if result.best_test_reward is None else f"{result.best_test_reward:.2f}"
     if result.reason in ("interrupted", "terminated"):
         what = "Interrupted" if result.reason == "interrupted" else "Terminated (SIGTERM)"
+        note, resumable = _checkpoint_note(directory, result.generation, saved)
         print(
-            f"{what} at generation {result.generation} ({result.elapsed:.1f} s, {steps}); "
-            f"checkpoint saved in {directory / 'checkpoint.pt'}.\n"
-            f"Resume with: pytorch-es train --resume {directory}",
+            f"{what} at generation {result.generation} ({result.elapsed:.1f} s, {steps}); {note}."
+            + (f"\nResume with: pytorch-es train --resume {directory}" if resumable else ""),
             file=sys.stderr,
             flush=True,
         )
@@ -811,6 +925,16 @@ def _one_line(error: BaseException) -> str:
     return " ".join(lines) if len(lines) <= 3 else lines[0]
 
 
+def _warning_line(command: str):
+    """Warnings as one line (``pytorch-es train: warning: ...``), without the source line."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+        print(f"pytorch-es {command}: warning: {text}", file=sys.stderr if file is None else file, flush=True)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``pytorch-es`` and ``python -m pytorch_es``; returns the exit status.
 
@@ -823,6 +947,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if argv is None:
             gc.freeze()
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # exiting now: no traceback from a late Ctrl-C
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -840,6 +966,11 @@ def _main(argv: Sequence[str] | None) -> int:
         known = (*known, gymnasium.error.Error)
     except ImportError:  # pragma: no cover - gymnasium is needed by train/eval/play only
         pass
+    if args.command != "plot":  # torch is imported anyway; plot stays light
+        from pytorch_es.evaluation.base import MemberEvaluationError
+        from pytorch_es.evaluation.pool import WorkerSetupError
+
+        known = (*known, MemberEvaluationError, WorkerSetupError)  # one line, the traceback under PYTORCH_ES_DEBUG
     debug = os.environ.get("PYTORCH_ES_DEBUG") not in (None, "", "0")
     if args.command != "plot" and not os.environ.get("OMP_NUM_THREADS"):
         import torch
@@ -854,8 +985,11 @@ def _main(argv: Sequence[str] | None) -> int:
                 warnings.filterwarnings("ignore", module="pygame")
                 # a refused pickle is reported as an error; torch's warning would be a 2nd line
                 warnings.filterwarnings("ignore", message="Detected pickle protocol")
+                warnings.showwarning = _warning_line(args.command)  # restored by catch_warnings
             return int(args.func(args))
     except KeyboardInterrupt:
+        if argv is None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopping: more Ctrl-C must not cut this short
         print(f"pytorch-es {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except _Terminated:  # SIGTERM before or after the training loop (which handles its own)
@@ -871,6 +1005,15 @@ def _main(argv: Sequence[str] | None) -> int:
         code = error.code if isinstance(error, CLIError) else EXIT_ERROR
         print(f"pytorch-es {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return code
+    except Exception as error:  # not foreseen (e.g. a user's env raising): still one line
+        if debug:
+            raise
+        print(
+            f"pytorch-es {args.command}: error: {type(error).__name__}: {_one_line(error)} "
+            "(PYTORCH_ES_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,7 +38,7 @@ from pytorch_es.training.checkpoint import (
     keep_previous_copy,
     load_checkpoint,
 )
-from pytorch_es.training.loop import load_rng_state, rng_state
+from pytorch_es.training.loop import deferred_signals, load_rng_state, rng_state
 
 RewardFunction = Callable[..., float]
 
@@ -74,6 +74,18 @@ class WeightListProblem(FunctionProblem):
         return check_reward(value, index)
 
 
+def _default_evaluator(threadcount: int, timeout: float | None, population_size: int) -> Evaluator:
+    """Threads, or with a ``timeout`` worker processes that can be killed when they overrun."""
+    if timeout is None:
+        return ThreadEvaluator(threadcount)
+    from pytorch_es.evaluation.pool import check_timeout
+    from pytorch_es.evaluation.processes import ProcessEvaluator
+
+    # the pool's timeout is per task: one member per task makes it a bound on one reward call
+    chunks = max(1, -(-population_size // threadcount))
+    return ProcessEvaluator(threadcount, timeout=check_timeout(timeout), chunks_per_worker=chunks)
+
+
 class EvolutionModule:
     """Train parameters with OpenAI-ES, with the original PyTorch-ES signature.
 
@@ -105,6 +117,13 @@ class EvolutionModule:
             ``"raw"`` or a callable. optimizer: ``"sgd"`` (the original rule,
             ``theta += lr / (N sigma) * sum_i u_i eps_i``), ``"adam"``, ``"clipup"`` or a
             factory. evaluator: where members run (default: ``threadcount`` threads).
+        timeout: seconds one member's ``reward_function`` call may take. When set, members
+            run in ``threadcount`` worker processes (``ProcessEvaluator``) instead of
+            threads: a worker that overruns is killed and replaced, and its members re-run
+            (a member that keeps hanging ends the run with ``MemberEvaluationError``). The
+            reward function must then be picklable (cloudpickle: lambdas and local
+            functions work). Without it, a reward function that never returns can only be
+            abandoned with Ctrl-C (threads cannot be killed).
         strategy: a registered strategy name (``pytorch_es.strategies.available()``,
             default ``"openai-es"``); ``sigma``, ``learning_rate`` (its ``lr``),
             ``population_size`` and ``seed`` go to it, ``strategy_kwargs`` adds its own
@@ -135,6 +154,7 @@ class EvolutionModule:
         evaluator: Evaluator | None = None,
         strategy: str = "openai-es",
         strategy_kwargs: dict[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.weights = as_parameter_list(parameters, "parameters")
         if not callable(reward_function):
@@ -165,7 +185,11 @@ class EvolutionModule:
         self.save_path = None if save_path is None else check_output_path(save_path, "save_path")
         self.render_test = render_test
         self.device = resolve_device(cuda, device, self.weights[0].device)
-        self.evaluator = evaluator if evaluator is not None else ThreadEvaluator(threadcount)
+        if evaluator is not None and timeout is not None:
+            raise ValueError("timeout= builds the evaluator (processes); with evaluator= set the timeout on it")
+        if evaluator is None:
+            evaluator = _default_evaluator(threadcount, timeout, population_size)
+        self.evaluator = evaluator
         cls = get_strategy(strategy)
         extra = dict(strategy_kwargs or {})
         if cls is OpenAIES:
@@ -276,8 +300,10 @@ class EvolutionModule:
                     self._run_start = None
                 unsaved = self._saved_iteration != self.iteration
                 if self.save_path is not None and self._consistent and (finished or unsaved):
-                    # re-saving the same iteration (now marked finished) keeps the older previous
-                    self.save_checkpoint(keep_previous=unsaved)
+                    # re-saving the same iteration (now marked finished) keeps the older previous;
+                    # more Ctrl-C meanwhile (a storm) must not cut the save short: held back, dropped
+                    with deferred_signals():
+                        self.save_checkpoint(keep_previous=unsaved)
             finally:
                 self.evaluator.close()
         return self.weights

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 WEIGHTS_FORMAT = "pytorch-es/weights"
+MAX_EXPANSION_RATIO = 100
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -52,6 +53,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, target)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        if error.filename is None:  # e.g. ENOSPC from write(): name the file being written
+            raise OSError(error.errno, f"cannot write {str(target)!r}: {error.strerror or error}") from error
+        raise
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -69,21 +75,74 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def load_state(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Any:
-    """Load what :func:`save_state` wrote, refusing anything that would run code."""
+def _refusal_reason(error: BaseException) -> str:
+    """What torch's weights-only unpickler objected to, without its advice to retry with
+    ``weights_only=False`` (which would run the file's code: never do that here)."""
+    for line in str(error).splitlines():
+        text = line.strip()
+        lowered = text.lower()
+        if text and "weights_only" not in lowered and "weights only" not in lowered and "documentation" not in lowered:
+            return text
+    return type(error).__name__
+
+
+def _check_expansion(path: Path, max_bytes: int | None) -> None:
+    """Refuse a file that would expand beyond :func:`pytorch_es.limits.max_load_bytes`:
+    a torch zip's declared entry sizes (a deflated entry can be 1000x its file size),
+    or the file's own size for anything else."""
+    from pytorch_es.limits import LOAD_LIMIT_VARIABLE, format_bytes, max_load_bytes
+
+    limit = max_load_bytes(max_bytes)
+    size = path.stat().st_size
+    expanded = size
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                expanded = max(size, sum(info.file_size for info in archive.infolist()))
+    except Exception as error:  # zipfile raises NotImplementedError, ValueError, ... on damaged headers
+        raise UnsafeOrCorruptFileError(
+            f"{str(path)!r} is truncated or corrupted: {type(error).__name__}: {_first_line(error)}"
+        ) from None
+    if expanded > max(MAX_EXPANSION_RATIO * size, 64 << 20):  # torch.save stores entries, never deflates
+        raise UnsafeOrCorruptFileError(
+            f"{str(path)!r} would expand to {format_bytes(expanded)} in memory from {format_bytes(size)} on disk "
+            f"(over {MAX_EXPANSION_RATIO}x: a compressed archive, which torch.save never writes); refused"
+        )
+    if expanded > limit:
+        raise UnsafeOrCorruptFileError(
+            f"{str(path)!r} would expand to {format_bytes(expanded)} in memory ({format_bytes(size)} on disk), "
+            f"more than the {format_bytes(limit)} allowed (raise it with {LOAD_LIMIT_VARIABLE}=16G or max_bytes=)"
+        )
+
+
+def load_state(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu", *, max_bytes: int | None = None
+) -> Any:
+    """Load what :func:`save_state` wrote, refusing anything that would run code.
+
+    Every failure is :class:`UnsafeOrCorruptFileError` (or ``FileNotFoundError`` /
+    ``IsADirectoryError`` naming the path): a file carrying code, a truncated or
+    corrupted one, and one that would expand beyond ``max_bytes`` in memory (default
+    :func:`pytorch_es.limits.max_load_bytes`: 4 GiB, or ``PYTORCH_ES_MAX_LOAD_BYTES``).
+    """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(path)!r} is a directory, not a file")
     if not path.is_file():
         raise FileNotFoundError(f"{str(path)!r} does not exist")
+    _check_expansion(path, max_bytes)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         raise UnsafeOrCorruptFileError(
             f"{str(path)!r} was refused: it is not a plain tensor file "
-            f"(it may carry code, or be corrupted): {_first_line(error)}"
+            f"(it may carry code, or be corrupted): {_refusal_reason(error)}"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+    except MemoryError:
+        raise UnsafeOrCorruptFileError(f"{str(path)!r} does not fit in memory (corrupted sizes?)") from None
+    except Exception as error:  # torch's readers raise anything on damaged bytes: KeyError, struct.error, ...
         raise UnsafeOrCorruptFileError(
-            f"{str(path)!r} is truncated or corrupted: {_first_line(error)}"
+            f"{str(path)!r} is truncated or corrupted: {type(error).__name__}: {_first_line(error)}"
         ) from None
 
 
@@ -101,13 +160,27 @@ def save_weights(path: str | os.PathLike[str], weights: Sequence[torch.Tensor] |
     return save_state(target, payload)
 
 
-def load_weights(path: str | os.PathLike[str]) -> list[torch.Tensor]:
+def load_weights(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> list[torch.Tensor]:
     """Load weights written by ``save_weights`` or ``EvolutionModule(save_path=...)``.
 
     Never executes code from the file. Copy them into a model with
     ``for p, w in zip(model.parameters(), weights): p.data.copy_(w)``.
+    Raises :class:`UnsafeOrCorruptFileError` for anything but a list of tensors under
+    ``"tensors"`` (``FileNotFoundError`` / ``IsADirectoryError`` for a wrong path).
     """
-    payload = load_state(path)
+    payload = load_state(path, max_bytes=max_bytes)
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
         raise UnsafeOrCorruptFileError(f"{str(path)!r} is not a pytorch-es weights file")
-    return list(payload["tensors"])
+    if "tensors" not in payload:
+        raise UnsafeOrCorruptFileError(f"{str(path)!r} is an incomplete weights file (no 'tensors' entry)")
+    tensors = payload["tensors"]
+    if not isinstance(tensors, (list, tuple)):
+        raise UnsafeOrCorruptFileError(
+            f"{str(path)!r}: 'tensors' must be a list of tensors, got {type(tensors).__name__}"
+        )
+    for index, tensor in enumerate(tensors):
+        if not isinstance(tensor, torch.Tensor):
+            raise UnsafeOrCorruptFileError(
+                f"{str(path)!r}: entry {index} of 'tensors' is a {type(tensor).__name__}, not a tensor"
+            )
+    return list(tensors)

@@ -59,8 +59,8 @@ def plot_runs(
     """Draw the learning curves of ``directories`` into the PNG ``output`` (atomically)."""
     if not directories:
         raise ValueError("plot needs at least one run directory")
+    runs = [load_run(d) for d in directories]  # first: a missing run is the error, not its output path
     target_path = check_output_path(output, "output")
-    runs = [load_run(d) for d in directories]
 
     import matplotlib
 

@@ -23,6 +23,7 @@ import queue as queue_module
 import signal
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from pytorch_es.evaluation.pool import (
     WorkerBackend,
     WorkerGoneError,
     WorkerRuntime,
+    WorkerSetupError,
     center_bytes,
     center_from_bytes,
     check_count,
@@ -46,6 +48,7 @@ from pytorch_es.evaluation.pool import (
 )
 
 PRELOAD = "pytorch_es.evaluation.processes"
+SPAWN_ATTEMPTS = 4
 
 
 def default_start_method() -> str:
@@ -185,7 +188,27 @@ class _ProcessBackend(WorkerBackend):
             name=f"pytorch-es-worker-{slot}",
             daemon=False,  # workers may start processes of their own (e.g. vector envs)
         )
-        process.start()
+        for attempt in range(SPAWN_ATTEMPTS):
+            try:
+                process.start()
+                break
+            except (EOFError, ConnectionError, FileNotFoundError) as error:
+                # the forkserver died (killed) while asked for a worker: multiprocessing starts
+                # a new one on the next request, once it has seen the old one exit
+                if attempt + 1 == SPAWN_ATTEMPTS:
+                    parent_conn.close()
+                    child_conn.close()
+                    raise WorkerSetupError(
+                        f"could not start worker process {slot}: the {self.context.get_start_method()} "
+                        f"start method failed {SPAWN_ATTEMPTS} times ({type(error).__name__}: {error or 'no reply'})"
+                    ) from None
+                time.sleep(0.05 * (attempt + 1))
+                process = self.context.Process(
+                    target=_worker_main,
+                    args=(child_conn, self.threads_per_worker),
+                    name=f"pytorch-es-worker-{slot}",
+                    daemon=False,
+                )
         child_conn.close()
         outbox: queue_module.SimpleQueue = queue_module.SimpleQueue()
         sender = threading.Thread(target=_send_loop, args=(parent_conn, outbox), daemon=True)

@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from pytorch_es.evaluation import listening
 from pytorch_es.evaluation.pool import (
     Event,
     GenerationSetup,
@@ -58,6 +59,57 @@ def _import_ray() -> Any:
 LOOPBACK_NODE_IP = "127.0.0.1" if sys.platform in ("darwin", "win32") else "127.0.0.2"
 
 
+class RayExposureError(PermissionError):
+    """A locally started Ray would listen beyond loopback, and that was not allowed."""
+
+
+SECURITY_DOC = "docs/cluster.md, section Security"
+
+
+def _auth_mode() -> str:
+    return os.environ.get("RAY_AUTH_MODE", "").strip().lower() or "unset"
+
+
+def check_local_ray_listeners(before: set[int], allow_network: bool) -> list[listening.Listener]:
+    """After ``ray.init`` started a local Ray: the listening sockets of its processes (its
+    servers, its workers, and this driver's sockets that are new since ``before``) that are
+    not on loopback. Raises :class:`RayExposureError` if there are some (or they cannot be
+    checked on this platform) and ``allow_network`` is false; warns once if it is true."""
+    if not listening.supported():
+        if not allow_network:
+            raise RayExposureError(
+                f"cannot check which addresses a local Ray listens on here ({sys.platform}); Ray 2.60 binds "
+                "its servers to all interfaces: pass allow_network=True (pytorch-es train --ray-allow-network) "
+                f"to start it anyway, or connect to a cluster you secured (see {SECURITY_DOC})"
+            )
+        return []
+    pid = os.getpid()
+    exposed = [
+        item
+        for item in listening.listeners(listening.descendants(pid) | {pid}, exclude_inodes=before)
+        if not item.loopback
+    ]
+    if not exposed:
+        return []
+    shown = ", ".join(str(item) for item in exposed[:4]) + (f" and {len(exposed) - 4} more" if len(exposed) > 4 else "")
+    auth = _auth_mode()
+    if not allow_network:
+        raise RayExposureError(
+            f"refusing to run a local Ray that listens beyond loopback ({shown}; RAY_AUTH_MODE={auth}): "
+            "this Ray version cannot bind its servers to loopback only, so anyone who can reach this machine "
+            "could reach them. Pass allow_network=True (pytorch-es train --ray-allow-network) to accept that, "
+            f"use --backend processes on one machine, or connect to a cluster you secured (see {SECURITY_DOC})"
+        )
+    unauthenticated = " WITHOUT authentication (RAY_AUTH_MODE=disabled)" if auth == "disabled" else ""
+    warnings.warn(
+        f"the local Ray listens beyond loopback{unauthenticated}: {shown} (allowed by allow_network=True; "
+        f"see {SECURITY_DOC})",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return exposed
+
+
 def is_loopback(address: str) -> bool:
     """Whether a Ray address (``host:port`` or ``ray://host:port``) points at this machine's loopback."""
     host = urlparse(address if "://" in address else f"ray://{address}").hostname or ""
@@ -75,10 +127,15 @@ class _RayWorker:
     def ready(self) -> dict:
         import ray
 
+        pid = os.getpid()
+        exposed = (
+            [str(item) for item in listening.listeners({pid}) if not item.loopback] if listening.supported() else []
+        )
         return {
-            "pid": os.getpid(),
+            "pid": pid,
             "host": socket.gethostname(),
             "node": ray.get_runtime_context().get_node_id(),
+            "exposed": exposed,  # this actor's listening sockets beyond loopback
         }
 
     @staticmethod
@@ -221,8 +278,9 @@ class RayEvaluator(PoolEvaluator):
         workers: number of actors (default: the cluster's CPUs / ``num_cpus_per_worker``).
         address: a running cluster (``"HOST:PORT"`` of the head's GCS, or
             ``"ray://HOST:10001"``). ``None``: connect to the Ray already initialised
-            in this process, else start a local one with ``num_cpus=workers`` on
-            127.0.0.1 (no dashboard), shut down again by :meth:`close`.
+            in this process, else start a local one with ``num_cpus=workers``, node
+            address on loopback, no dashboard (refused unless ``allow_network``: see
+            below), shut down again by :meth:`close`.
         timeout: seconds one chunk may take before its actor is killed and replaced.
         max_crashes, chunks_per_worker, start_timeout: see
             :class:`~pytorch_es.evaluation.pool.PoolEvaluator`.
@@ -230,6 +288,14 @@ class RayEvaluator(PoolEvaluator):
         threads_per_worker: ``torch.set_num_threads`` in each actor (default 1).
         init_kwargs: extra ``ray.init`` arguments (e.g. ``runtime_env``), used only
             when this evaluator initialises Ray.
+        allow_network: accept a locally started Ray whose servers listen beyond loopback.
+            Ray 2.60 binds its GCS, raylet, worker and driver gRPC servers to all
+            interfaces whatever the node address (there is no setting for it), so by
+            default a local Ray is checked right after it starts (Linux: ``/proc``) and
+            shut down again with :class:`RayExposureError` if any of its processes listens
+            on a non-loopback address (on other platforms it is refused unchecked). A Ray
+            this evaluator does not start (``address=``, or already initialised) is not
+            checked: securing a cluster is its owner's job (docs/cluster.md, Security).
 
     An actor killed mid-generation is replaced and its members re-evaluated; see
     :mod:`pytorch_es.evaluation.pool`. The problem is pickled once (cloudpickle) and put
@@ -248,6 +314,7 @@ class RayEvaluator(PoolEvaluator):
         threads_per_worker: int = 1,
         start_timeout: float = 120.0,
         init_kwargs: dict[str, Any] | None = None,
+        allow_network: bool = False,
     ) -> None:
         workers = check_workers(workers)
         if address is not None and (not isinstance(address, str) or not address.strip()):
@@ -257,8 +324,10 @@ class RayEvaluator(PoolEvaluator):
         ):
             raise ValueError(f"num_cpus_per_worker must be a number > 0, got {num_cpus_per_worker!r}")
         check_count(threads_per_worker, "threads_per_worker")
+        if not isinstance(allow_network, bool):
+            raise TypeError(f"allow_network must be a bool, got {type(allow_network).__name__}")
         ray = _import_ray()
-        owns_ray = False
+        owns_ray = started_locally = False
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
             if address is None:
@@ -270,8 +339,16 @@ class RayEvaluator(PoolEvaluator):
                 if is_loopback(address):
                     kwargs["_node_ip_address"] = LOOPBACK_NODE_IP
             kwargs.update(init_kwargs or {})
+            local = "address" not in kwargs
+            before = listening.socket_inodes(os.getpid()) if local and listening.supported() else set()
             ray.init(**kwargs)
-            owns_ray = True
+            owns_ray, started_locally = True, local
+            if local:
+                try:
+                    check_local_ray_listeners(before, allow_network)
+                except BaseException:
+                    ray.shutdown()
+                    raise
         elif address is not None:
             warnings.warn(
                 f"Ray is already initialised in this process; address={address!r} is ignored "
@@ -291,6 +368,7 @@ class RayEvaluator(PoolEvaluator):
                 RuntimeWarning,
                 stacklevel=2,
             )
+        self._check_actors = started_locally and not allow_network
         backend = _RayBackend(float(num_cpus_per_worker), threads_per_worker, owns_ray)
         try:
             super().__init__(
@@ -304,6 +382,32 @@ class RayEvaluator(PoolEvaluator):
         except Exception:
             backend.shutdown()
             raise
+
+    def exposed_actors(self) -> list[str]:
+        """Listening sockets beyond loopback that the ready actors reported (Linux)."""
+        return [item for slot in self._slots for item in slot.info.get("exposed", ())]
+
+    def _refuse_exposed_actors(self) -> None:
+        """A local Ray whose servers passed the start-up check may still start actors that
+        listen beyond loopback: refused in the same way, once they are ready."""
+        if not self._check_actors:
+            return
+        exposed = self.exposed_actors()
+        if exposed:
+            self.close()
+            raise RayExposureError(
+                f"refusing to run Ray actors that listen beyond loopback ({', '.join(exposed[:4])}); pass "
+                f"allow_network=True (pytorch-es train --ray-allow-network) to accept that (see {SECURITY_DOC})"
+            )
+
+    def start(self) -> None:
+        super().start()
+        self._refuse_exposed_actors()
+
+    def evaluate(self, population: Any, problem: Any) -> Any:
+        result = super().evaluate(population, problem)
+        self._refuse_exposed_actors()
+        return result
 
     def worker_pids(self) -> list[int]:
         """Process ids of the ready actors (on this machine only when local)."""

@@ -207,6 +207,11 @@ class GymProblem(Problem):
                 f"{self.policy.describe()} expects {self.policy.num_parameters}"
             )
         episodes = self.episodes_per_member
+        check_batch_memory(
+            len(indices) * episodes, self.policy.num_parameters,
+            f"{len(indices)} members x {episodes} episodes (one batch of {len(indices) * episodes} sub-envs)",
+            "use a smaller population or fewer episodes per member",
+        )
         members = population.members(indices).detach().to("cpu", torch.float32)
         if episodes > 1:
             members = members.repeat_interleave(episodes, dim=0)  # sub-env j = member j // E
@@ -346,6 +351,8 @@ def evaluate_policy(
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     vector = policy.check_vector(vector)
     limit, env_limit = _resolve_max_steps(check_env_id(env_id), max_steps)
+    check_batch_memory(episodes, policy.num_parameters, f"episodes={episodes} (one batch of {episodes} sub-envs)",
+                       "evaluate fewer episodes")
     owned = _batch_source is None or env_limit is not None
     if owned:
         batch = make_batch(env_id, episodes, max_steps=env_limit, env_kwargs=env_kwargs,
@@ -410,6 +417,31 @@ def policy_config(
     }
 
 
+def space_differences(policy: Policy, observation_space: Any, action_space: Any) -> list[str]:
+    """What differs between the spaces ``policy`` was made for and an env's (empty: it fits)."""
+    from gymnasium import spaces
+
+    differences = []
+    if policy.observation_space.shape != observation_space.shape:
+        differences.append(
+            f"observations: the policy takes shape {policy.observation_space.shape}, the env gives "
+            f"{observation_space.shape}"
+        )
+    mine, theirs = policy.action_space, action_space
+    same_box = isinstance(mine, spaces.Box) and isinstance(theirs, spaces.Box) and mine.shape == theirs.shape
+    if mine != theirs and not same_box:
+        differences.append(f"actions: the policy acts in {mine}, the env expects {theirs}")
+    return differences
+
+
+def check_batch_memory(sub_envs: int, num_parameters: int, what: str, hint: str = "") -> None:
+    """Fail before allocating a batch of ``sub_envs`` sub-envs (members of
+    ``num_parameters`` parameters each) that cannot fit in memory."""
+    from pytorch_es.limits import batch_bytes, check_memory
+
+    check_memory(batch_bytes(sub_envs, num_parameters), what, hint)
+
+
 class LoadedPolicy:
     """A policy rebuilt by :func:`from_config`: env id, policy, normaliser and weights."""
 
@@ -426,8 +458,21 @@ class LoadedPolicy:
             raise ValueError("this policy was loaded without weights")
         return self.vector
 
+    def check_env(self, observation_space: Any = None, action_space: Any = None) -> None:
+        """Raise ``ValueError`` naming each difference between the spaces the policy was
+        trained for and those of ``env_id`` (e.g. a ``policy.json`` edited to another env)."""
+        if observation_space is None or action_space is None:
+            observation_space, action_space = env_spaces(self.env_id, self.config.get("env_kwargs") or None)
+        differences = space_differences(self.policy, observation_space, action_space)
+        if differences:
+            raise ValueError(
+                f"the policy does not fit {self.env_id}: " + "; ".join(differences)
+                + " (was policy.json edited, or made for another env?)"
+            )
+
     def evaluate(self, episodes: int = 100, seed: int = 1000, max_steps: int | None = None) -> torch.Tensor:
         """Greedy returns on env seeds ``seed .. seed + episodes - 1``."""
+        self.check_env()
         return evaluate_policy(self.env_id, self.policy, self._vector(), normalizer=self.normalizer,
                                episodes=episodes, seed=seed, max_steps=max_steps,
                                env_kwargs=self.config.get("env_kwargs"))
@@ -447,6 +492,7 @@ class LoadedPolicy:
 
     def run_episode(self, env: Any, seed: int | None = None, **kwargs: Any) -> tuple[float, int]:
         """One episode in ``env`` (e.g. made with ``render_mode="rgb_array"``); see ``run_episode``."""
+        self.check_env(env.observation_space, env.action_space)
         return run_episode(env, self.policy, self._vector(), seed=seed, normalizer=self.normalizer, **kwargs)
 
 

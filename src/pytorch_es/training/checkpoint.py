@@ -165,6 +165,34 @@ def config_differences(
     return lines
 
 
+def shape_mismatches(state: Mapping[str, Any], num_parameters: int) -> list[str]:
+    """Where a trainer state's parameter-sized tensors do not have ``num_parameters``
+    entries (the center, the best center, the optimizer's per-parameter state): checked
+    against the run's configuration before any of it is loaded into the run."""
+    import torch
+
+    found = []
+
+    def check(name: str, value: Any) -> None:
+        if isinstance(value, torch.Tensor) and value.ndim >= 1 and value.numel() != num_parameters:
+            found.append(f"{name} has {value.numel()} entries (shape {tuple(value.shape)})")
+
+    strategy = state.get("strategy") if isinstance(state, Mapping) else None
+    if isinstance(strategy, Mapping):
+        check("the center", strategy.get("center"))
+        optimizer = strategy.get("optimizer")
+        per_parameter = optimizer.get("state") if isinstance(optimizer, Mapping) else None
+        if isinstance(per_parameter, Mapping):
+            for slots in per_parameter.values():
+                if isinstance(slots, Mapping):
+                    for key, value in slots.items():
+                        check(f"the optimizer's {key!r}", value)
+    best = state.get("best") if isinstance(state, Mapping) else None
+    if isinstance(best, Mapping):
+        check("the best center", best.get("center"))
+    return [f"{line}, the run's policy has {num_parameters} parameters" for line in found]
+
+
 def _normalise(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_normalise(v) for v in value]

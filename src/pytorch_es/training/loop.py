@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -130,6 +131,46 @@ def load_rng_state(state: dict[str, Any]) -> None:
     random.setstate((py_state["version"], tuple(py_state["internal"]), py_state["gauss"]))
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+ZERO_UPDATE_GENERATIONS = 10  # generations in a row without a move of the center before a warning
+
+
+@contextmanager
+def deferred_signals() -> Iterator[list[int]]:
+    """Hold SIGINT and SIGTERM back while the block runs (a rollback, the final save).
+
+    On the main thread: the signals are masked for this thread (``pthread_sigmask``,
+    where the platform has it) and, since another thread may still receive one and
+    Python runs every handler on the main thread, the handlers are also replaced by one
+    that only records the signal. The yielded list collects what arrived (pending masked
+    signals are consumed with ``sigwait`` before unmasking); the caller decides whether
+    to deliver them (``signal.raise_signal``) or drop them. Elsewhere: a no-op.
+    """
+    arrived: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield arrived
+        return
+    mask = hasattr(signal, "pthread_sigmask")
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS) if mask else None
+
+    def record(signum: int, frame: object) -> None:
+        arrived.append(signum)
+
+    previous = {signum: signal.signal(signum, record) for signum in STOP_SIGNALS}
+    try:
+        yield arrived
+    finally:
+        if mask:
+            pending = signal.sigpending() & set(STOP_SIGNALS)
+            for signum in pending:
+                signal.sigwait({signum})  # pending, so returns at once: consumed
+                arrived.append(signum)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if mask:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
 def _check_int(name: str, value: int, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -199,6 +240,8 @@ class Trainer:
         self.last_test_reward: float | None = None
         self._stop_reason: str | None = None
         self._phase = "idle"
+        self._zero_updates = 0
+        self._warned_zero_updates = False
         self._clock_start: float | None = None
         self._elapsed_at_start = 0.0
 
@@ -280,6 +323,7 @@ class Trainer:
         def on_sigint(signum: int, frame: object) -> None:
             if self._stop_reason in ("interrupted", "terminated"):
                 if self._phase == "evaluate":
+                    self._phase = "abandoning"  # one KeyboardInterrupt: later signals do not cut the rollback
                     raise KeyboardInterrupt
                 return
             self._stop_reason = "interrupted"
@@ -302,6 +346,7 @@ class Trainer:
                     flush=True,
                 )
             if self._phase == "evaluate":
+                self._phase = "abandoning"
                 raise KeyboardInterrupt
 
         previous = {
@@ -332,8 +377,11 @@ class Trainer:
             population = self.strategy.ask()
             result = self.evaluator.evaluate(population, self.problem)
         except BaseException:  # abandoned (Ctrl-C) or failed: roll the problem back
-            load_problem_state(self.problem, snapshot)
-            self._phase = "idle"
+            with deferred_signals() as arrived:  # a signal storm must not cut the rollback short
+                load_problem_state(self.problem, snapshot)
+                self._phase = "idle"
+            for signum in dict.fromkeys(arrived):  # delivered now, to the handlers of the run
+                signal.raise_signal(signum)
             raise
         self._phase = "update"
         rewards = result.rewards.to(torch.float64)
@@ -377,7 +425,27 @@ class Trainer:
         }
         self.metrics.append(row)
         self._phase = "idle"
+        self._watch_updates(row, rewards)
         return row
+
+    def _watch_updates(self, row: dict[str, Any], rewards: torch.Tensor) -> None:
+        """Warn once when the center has not moved for ``ZERO_UPDATE_GENERATIONS`` generations
+        in a row (e.g. ``sigma=1e300``: every member is garbage and all rewards are equal)."""
+        if row["update_norm"] == 0.0:
+            self._zero_updates += 1
+        else:
+            self._zero_updates = 0
+        if self._zero_updates >= ZERO_UPDATE_GENERATIONS and not self._warned_zero_updates:
+            self._warned_zero_updates = True
+            equal = bool((rewards == rewards[0]).all())
+            warnings.warn(
+                f"the center has not moved for {self._zero_updates} generations (update norm 0"
+                + (", all rewards equal" if equal else "")
+                + f", sigma {row['sigma']:g}): the search is stuck; sigma may be far too large or too small "
+                "for this problem, or the reward may not depend on the parameters",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def run(self, generations: int, *, handle_interrupts: bool = True) -> TrainResult:
         """Train until ``generations`` generations in total are done (counting those
@@ -394,8 +462,9 @@ class Trainer:
         abandoned = False
         reason = "generations"
         self.callbacks.on_train_begin(self)
-        try:
-            with self._interrupts(handle_interrupts):
+        arrived: list[int] = []
+        with self._interrupts(handle_interrupts):
+            try:
                 try:
                     while self.generation < self.max_generations and self._stop_reason is None:
                         row = self.step()
@@ -407,13 +476,31 @@ class Trainer:
                     if self._stop_reason not in ("interrupted", "terminated"):
                         self._stop_reason = "interrupted"
                     abandoned = True
-                reason = self._stop_reason or "generations"
-        except BaseException:
-            self.callbacks.on_train_end(self, self._result("error", abandoned))
-            raise
-        result = self._result(reason, abandoned)
-        self.callbacks.on_train_end(self, result)
+                    if self._phase == "abandoning":  # raised outside step's rollback: nothing to roll back
+                        self._phase = "idle"
+            except BaseException:
+                # the final save is held safe from further signals, then the error goes on
+                with self._final_section(handle_interrupts):
+                    self.callbacks.on_train_end(self, self._result("error", abandoned))
+                raise
+            reason = self._stop_reason or "generations"
+            with self._final_section(handle_interrupts) as arrived:
+                result = self._result(reason, abandoned)
+                self.callbacks.on_train_end(self, result)
+        if reason not in ("interrupted", "terminated"):  # a stop asked for after the run ended: deliver it
+            for signum in dict.fromkeys(arrived):
+                signal.raise_signal(signum)
         return result
+
+    @contextmanager
+    def _final_section(self, enabled: bool) -> Iterator[list[int]]:
+        """SIGINT/SIGTERM held back (see :func:`deferred_signals`) while the run's end is
+        written: a signal storm cannot cut the final checkpoint short."""
+        if not enabled:
+            yield []
+            return
+        with deferred_signals() as arrived:
+            yield arrived
 
     def _result(self, reason: str, abandoned: bool) -> TrainResult:
         self.elapsed = self.current_elapsed()

@@ -8,6 +8,7 @@
     DIR/policy.json          env id, architecture, observation-normalisation statistics
     DIR/checkpoint.pt        everything to resume; DIR/checkpoint.prev.pt the one before
     DIR/tensorboard/         TensorBoard events (with --tensorboard)
+    DIR/.lock                held (flock) by the one train or resume writing DIR; holds its PID
 
 Every file is written atomically (temporary file + rename). Nothing here loads a
 pickle: weights are safetensors, the policy description and config are JSON.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ CONFIG_NAME = "config.json"
 POLICY_WEIGHTS_NAME = "policy.safetensors"
 POLICY_CONFIG_NAME = "policy.json"
 TENSORBOARD_DIR = "tensorboard"
+LOCK_NAME = ".lock"
 
 
 class RunDirectoryError(ValueError):
@@ -67,6 +70,89 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RunDirectoryError(f"{str(path)!r} does not hold a JSON object")
     return data
+
+
+class RunDirectoryLock:
+    """An exclusive ``fcntl.flock`` on ``DIR/.lock``, held while one run writes ``DIR``.
+
+    The kernel drops the lock when its process exits, however it dies (SIGKILL
+    included), so a stale lock file never blocks a resume; the PID written into the
+    file is only there to name the holder in the error. Where ``fcntl`` does not exist
+    (Windows) no lock is taken.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.path = Path(directory) / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> RunDirectoryLock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            reason = error.strerror or error
+            raise RunDirectoryError(f"cannot create the lock file {str(self.path)!r}: {reason}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunDirectoryError(
+                f"run directory {str(self.path.parent)!r} is in use by another pytorch-es run (pid {holder}); "
+                "wait for it to end, or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> RunDirectoryLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str], older_than: float = 0.0) -> list[Path]:
+    """Delete ``.NAME.*.tmp`` files that an atomic write killed midway (SIGKILL, power
+    loss) left behind, if at least ``older_than`` seconds old.
+
+    Call it holding the directory's :class:`RunDirectoryLock`: then no write to it is in
+    flight, and every temporary file there is a dead writer's.
+    """
+    removed = []
+    now = time.time()
+    for path in Path(directory).glob(".*.tmp"):
+        try:
+            if path.is_file() and now - path.stat().st_mtime >= older_than:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
+def remove_if_empty(directory: str | os.PathLike[str]) -> bool:
+    """Remove a run directory that holds nothing but its lock file (a run that failed
+    before writing anything); True if it was removed."""
+    path = Path(directory)
+    try:
+        entries = [entry.name for entry in path.iterdir()]
+        if any(name != LOCK_NAME for name in entries):
+            return False
+        (path / LOCK_NAME).unlink(missing_ok=True)
+        path.rmdir()
+    except OSError:
+        return False
+    return True
 
 
 def save_policy(
@@ -125,8 +211,16 @@ def load_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load as safetensors_load
 
+    from pytorch_es.limits import LOAD_LIMIT_VARIABLE, format_bytes, max_load_bytes
+
     path = Path(path)
     try:
+        size, limit = path.stat().st_size, max_load_bytes()
+        if size > limit:
+            raise RunDirectoryError(
+                f"{str(path)!r} is {format_bytes(size)}, more than the {format_bytes(limit)} allowed "
+                f"(raise it with {LOAD_LIMIT_VARIABLE}=16G)"
+            )
         data = path.read_bytes()
     except OSError as error:
         raise RunDirectoryError(f"cannot read {str(path)!r}: {error.strerror or error}") from None
