@@ -337,7 +337,7 @@ class Strategy(ABC):
         best = int(torch.argmax(fitness))
         if self.best_fitness is None or float(fitness[best]) > self.best_fitness:
             self.best_fitness = float(fitness[best])
-            self.best_member = current.member(best)
+            self.best_member = current.members([best])[0]  # (a huge scale gives inf, not an error)
         stats = self._update(current, fitness)
         if isinstance(self.optimizer, Hyperparameters):
             self.optimizer.step()  # a no-op that tells lr schedulers a step happened
