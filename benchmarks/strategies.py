@@ -175,7 +175,8 @@ def plot(results: dict, path: str) -> None:
     for axis, key in zip(axes.flat, keys):
         algo, name, n = key.split()
         row = results[key]
-        last = max(c[-1][0] for who in ("ours", "pycma") for c in row["curves"][who])
+        reached = [c[-1][0] for who in ("ours", "pycma") for c in row["curves"][who] if c[-1][1] < TARGET]
+        last = max(reached or [c[-1][0] for who in ("ours", "pycma") for c in row["curves"][who]])
         grid = [int(last * k / 200) + 1 for k in range(201)]
         for who, style in (("ours", "-"), ("pycma", "--")):
             axis.semilogy(grid, median_curve(row["curves"][who], grid), style,
