@@ -1,12 +1,14 @@
 """Time to solve CartPole-v1, side by side in one run: pytorch-es against its peers.
 
-- pytorch-es: ``benchmarks/rl.py``'s loop with the tuned CartPole defaults (in this process).
+- pytorch-es: ``pytorch-es train CartPole-v1 --seed S`` itself, in this process, on fresh
+  random seeds (``benchmarks/rl.py``'s ``train_in_process``); its time is the run's training
+  wall time, the command's own tests included (the peers' exclude their solve checks).
 - the original library, pytorch-es 0.1.1, with its README settings (``peers/original_cartpole.py``).
 - EvoTorch 0.6.1, PGPE + ClipUp on GymNE and on VecGymNE (``peers/evotorch_cartpole.py``).
 
 The peers run in their own venvs (``bash benchmarks/peers/setup.sh`` makes them under
 ``.peers/``). Solved means a greedy mean >= 475 over 100 episodes on env seeds 1000..1099;
-only training time counts, never imports or the solve checks. Prints each run, the medians
+only training time counts, never imports (and for the peers, not their solve checks). Prints each run, the medians
 over ``--seeds`` seeds, and each peer's median divided by ours.
 
     bash benchmarks/peers/setup.sh
@@ -58,12 +60,12 @@ def main() -> None:
 
     import torch
 
-    from rl import load, train
+    from rl import fresh_seeds, load, train_in_process
 
     torch.set_num_threads(1)
-    train("CartPole-v1", 10_000, budget_s=0.2)  # warm-up, as in rl.py
+    train_in_process("CartPole-v1", 1, "--generations", "1")  # warm-up, as in rl.py
     medians: dict[str, float] = {}
-    ours = [train("CartPole-v1", seed, budget_s=30.0) for seed in range(args.seeds)]
+    ours = [train_in_process("CartPole-v1", seed) for seed in fresh_seeds(args.seeds)]
     for run in ours:
         print(f"pytorch-es seed {run['seed']}: solved={run['solved']} {run['seconds']:.3f} s "
               f"{run['env_steps']} env steps", flush=True)

@@ -98,11 +98,14 @@ def train_subprocess(env_id: str, seed: int, budget_s: float, *extra: str) -> di
         return run_summary(seed, process.returncode, directory, get_defaults(env_id).target)
 
 
+def print_run(run: dict[str, Any]) -> dict[str, Any]:
+    print(f"  seed {run['seed']}: {'solved' if run['solved'] else 'NOT solved'} (exit {run['exit']}) in "
+          f"{run['seconds']:.3f} s, {run['generations']} generations, {run['env_steps']} env steps, "
+          f"best test mean {run['test_mean']:.1f}", flush=True)
+    return run
+
+
 def report_solves(name: str, runs: list[dict[str, Any]], limit_s: float) -> dict[str, Any]:
-    for run in runs:
-        print(f"  seed {run['seed']}: {'solved' if run['solved'] else 'NOT solved'} (exit {run['exit']}) in "
-              f"{run['seconds']:.3f} s, {run['generations']} generations, {run['env_steps']} env steps, "
-              f"best test mean {run['test_mean']:.1f}", flush=True)
     times = [r["seconds"] if r["solved"] else float("inf") for r in runs]
     summary = {
         "median_s": statistics.median(times),
@@ -125,7 +128,7 @@ def cartpole(seeds: list[int]) -> dict[str, Any]:
     print(f"pytorch-es train CartPole-v1 on {len(seeds)} fresh random seeds "
           f"(defaults {get_defaults('CartPole-v1').as_dict()})\n  seeds: {seeds}", flush=True)
     train_in_process("CartPole-v1", 1, "--generations", "1")  # warm up: lazy imports, caches
-    return report_solves("CartPole-v1", [train_in_process("CartPole-v1", seed) for seed in seeds], 0.5)
+    return report_solves("CartPole-v1", [print_run(train_in_process("CartPole-v1", seed)) for seed in seeds], 0.5)
 
 
 def throughput(repeats: int = 5) -> dict[str, Any]:
@@ -187,7 +190,7 @@ def lunar(seeds: list[int], budget_s: float, workers: int) -> dict[str, Any]:
     print(f"pytorch-es train LunarLander-v3 {' '.join(extra)} on {len(seeds)} fresh random seeds, "
           f"budget {budget_s:g} s of training each (defaults {get_defaults('LunarLander-v3').as_dict()})\n"
           f"  seeds: {seeds}", flush=True)
-    runs = [train_subprocess("LunarLander-v3", seed, budget_s, *extra) for seed in seeds]
+    runs = [print_run(train_subprocess("LunarLander-v3", seed, budget_s, *extra)) for seed in seeds]
     return report_solves("LunarLander-v3", runs, budget_s)
 
 
@@ -207,7 +210,7 @@ def main() -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, gymnasium {gym.__version__}, {os.cpu_count()} cpus, {load()}")
+    print(f"torch {torch.__version__}, gymnasium {gym.__version__}, {os.cpu_count()} cpus, {load()}", flush=True)
     figures: dict[str, Any] = {}
     if args.cartpole_seeds:
         figures["cartpole"] = cartpole(args.seeds or fresh_seeds(args.cartpole_seeds))

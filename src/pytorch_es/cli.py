@@ -69,6 +69,8 @@ MUTABLE_KEYS = (
     "timeout",
     "checkpoint_every",
     "tensorboard",
+    "vector",
+    "device",
 )
 # Backends whose evaluation runs in this process: a task cannot be killed, so --timeout does not apply.
 UNKILLABLE_BACKENDS = ("serial", "threads")
@@ -213,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--test-every", type=_positive_int(), help="test period in generations")
     train.add_argument("--test-episodes", type=_positive_int(), help="episodes of a greedy test")
     train.add_argument("--backend", choices=("auto", "serial", "threads", "processes", "ray"), help="where members run")
+    train.add_argument(
+        "--vector",
+        choices=("gymnasium", "torch"),
+        help="envs: Gymnasium's (default) or torch-native ones, the whole generation on --device "
+        "(CartPole-v1, Acrobot-v1, Pendulum-v1, MountainCar-v0, MountainCarContinuous-v0)",
+    )
+    train.add_argument("--device", help="where the noise, the update (and with --vector torch the rollouts) run: "
+                       "cpu (default), cuda or cuda:N")
     train.add_argument("--workers", type=_positive_int(), help="worker processes / actors")
     train.add_argument("--ray-address", help="address of a running Ray cluster (HOST:PORT)")
     train.add_argument(
@@ -281,12 +291,22 @@ def _check_timeout_backend(timeout: Any, backend: str | None) -> None:
         )
 
 
+def _check_vector_backend(vector: str | None, backend: str | None) -> None:
+    if vector == "torch" and backend not in (None, "auto", "serial"):
+        raise CLIError(
+            f"--vector torch evaluates the whole population in this process, on --device; "
+            f"--backend {backend} does not apply (use auto or serial)",
+            EXIT_USAGE,
+        )
+
+
 def check_usage(args: argparse.Namespace) -> None:
     """Usage errors that argparse cannot see, found before anything heavy is imported."""
     if args.command == "train":
         if not args.env_id and not args.resume:
             raise CLIError("train needs an ENV_ID (or --resume DIR)", EXIT_USAGE)
         _check_timeout_backend(args.timeout, args.backend)
+        _check_vector_backend(args.vector, args.backend)
     elif args.command == "play" and args.render and args.gif:
         raise CLIError("--render and --gif cannot be combined: a window gives no frames to record", EXIT_USAGE)
 
@@ -348,6 +368,8 @@ def _new_config(args: argparse.Namespace) -> dict[str, Any]:
         "timeout": None if args.timeout in (None, "none") else args.timeout,
         "checkpoint_every": 10 if args.checkpoint_every is None else args.checkpoint_every,
         "tensorboard": bool(args.tensorboard),
+        "vector": args.vector or "gymnasium",
+        "device": args.device or "cpu",
     }
     return config
 
@@ -416,6 +438,8 @@ def _load_resume(args: argparse.Namespace) -> tuple[Path, dict[str, Any], dict[s
         )
     config = dict(saved)
     config.setdefault("timeout", None)  # checkpoints written before --timeout existed
+    config.setdefault("vector", "gymnasium")  # ... and before --vector / --device
+    config.setdefault("device", "cpu")
     for key in MUTABLE_KEYS:
         if key in explicit:
             config[key] = None if explicit[key] == "none" else explicit[key]
@@ -427,6 +451,23 @@ def _load_resume(args: argparse.Namespace) -> tuple[Path, dict[str, Any], dict[s
     if explicit.get("backend") not in (None, "auto", "ray") and "ray_address" not in explicit:
         config["ray_address"] = None
     return directory, config, payload["state"]
+
+
+def _make_problem(config: dict[str, Any]) -> Any:
+    """``GymProblem`` (``--vector gymnasium``) or ``TorchEnvProblem`` on ``--device`` (``torch``)."""
+    from pytorch_es.rl import GymProblem
+    from pytorch_es.rl.torch_problem import TorchEnvProblem, check_device
+
+    check_device(config["device"])  # one line for cuda without CUDA, on either path
+    kwargs = {
+        "episodes_per_member": config["episodes"],
+        "max_steps": config["max_steps"],
+        "obs_norm": config["obs_norm"],
+    }
+    policy = {"hidden": tuple(config["hidden"]), "activation": config["activation"]}
+    if config["vector"] == "torch":
+        return TorchEnvProblem(config["env_id"], policy, device=config["device"], **kwargs)
+    return GymProblem(config["env_id"], policy, **kwargs)
 
 
 def _make_strategy(config: dict[str, Any], center: Any) -> Any:
@@ -500,7 +541,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from pytorch_es.evaluation import make_evaluator, resolve_backend
-    from pytorch_es.rl import GymProblem
     from pytorch_es.training import (
         CheckpointCallback,
         MetricsCSV,
@@ -540,21 +580,16 @@ def _train(args: argparse.Namespace) -> int:
     if not os.access(directory, os.W_OK):
         raise CLIError(f"run directory {str(directory)!r} is not writable")
     _check_timeout_backend(config["timeout"], config["backend"])  # a resumed run's backend
+    _check_vector_backend(config["vector"], config["backend"])
 
-    problem = GymProblem(
-        config["env_id"],
-        {"hidden": tuple(config["hidden"]), "activation": config["activation"]},
-        episodes_per_member=config["episodes"],
-        max_steps=config["max_steps"],
-        obs_norm=config["obs_norm"],
-    )
+    problem = _make_problem(config)
     _warn_if_pixels(problem)
     try:
         _check_run_costs(config, problem.policy.num_parameters)
     except BaseException:
         problem.close()
         raise
-    strategy = _make_strategy(config, problem.initial_center(config["seed"]))
+    strategy = _make_strategy(config, problem.initial_center(config["seed"]).to(config["device"]))
     try:
         choice = resolve_backend(config["backend"], config["workers"], config.get("ray_address"), problem)
         evaluator = make_evaluator(
@@ -645,12 +680,13 @@ def _check_run_costs(config: dict[str, Any], num_parameters: int) -> None:
         raise CLIError(f"--test-episodes must be at most {MAX_TEST_EPISODES:,} (env seeds are 31-bit), "
                        f"got {config['test_episodes']:,}")
     population, episodes = config["population"], config["episodes"]
-    check_memory(
-        batch_bytes(population * episodes, num_parameters),
-        f"--population {population:,} x --episodes {episodes:,} ({population * episodes:,} sub-envs per generation, "
-        f"{num_parameters:,} parameters each)",
-        "use a smaller --population or fewer --episodes",
-    )
+    if config.get("vector") != "torch":  # TorchEnvProblem checks its device's memory itself
+        check_memory(
+            batch_bytes(population * episodes, num_parameters),
+            f"--population {population:,} x --episodes {episodes:,} ({population * episodes:,} sub-envs per "
+            f"generation, {num_parameters:,} parameters each)",
+            "use a smaller --population or fewer --episodes",
+        )
     check_memory(
         batch_bytes(config["test_episodes"], num_parameters),
         f"--test-episodes {config['test_episodes']:,} (one batch of that many sub-envs)",

@@ -105,11 +105,18 @@ class NoiseTable:
         """``sum_k weights[k] * slice(offsets[k])`` without materialising the matrix.
 
         Small problems use one gather and ``mv``; large ones accumulate slice by slice,
-        so memory stays O(dim) and time is bound by reading the slices once.
+        so memory stays O(dim) and time is bound by reading the slices once (on a CUDA
+        device, in gathers of 2**24 values: one kernel launch per slice would dominate).
         """
         weights = weights.to(device=self.device, dtype=self.dtype)
         if len(offsets) * dim <= 1 << 22:
             return self.gather(offsets, dim).T.mv(weights)
+        if self.device.type != "cpu":  # on an accelerator: gathers of 2**24 values, no per-slice launch
+            rows = max(1, (1 << 24) // dim)
+            total = self.values.new_zeros(dim)
+            for start in range(0, len(offsets), rows):
+                total += self.gather(offsets[start : start + rows], dim).T.mv(weights[start : start + rows])
+            return total
         total = self.values.new_zeros(dim)
         for offset, weight in zip(offsets.tolist(), weights.tolist()):
             if weight != 0.0:

@@ -83,10 +83,13 @@ from pytorch_es.rl.problem import (
     rollout_single,
 )
 from pytorch_es.rl.rollout import rollout_batch, run_episode
+from pytorch_es.rl.torch_envs import TORCH_ENVS, TorchEnv, make_torch_env
+from pytorch_es.rl.torch_problem import TorchEnvProblem
 
 __all__ = [
     "DEFAULTS",
     "GENERIC",
+    "TORCH_ENVS",
     "BoundPolicy",
     "GymProblem",
     "LoadedPolicy",
@@ -94,6 +97,8 @@ __all__ = [
     "ObservationNormalizer",
     "Policy",
     "RLDefaults",
+    "TorchEnv",
+    "TorchEnvProblem",
     "check_env_id",
     "check_spaces",
     "episode_seeds",
@@ -103,6 +108,7 @@ __all__ = [
     "make_batch",
     "make_env",
     "make_policy",
+    "make_torch_env",
     "max_episode_steps",
     "policy_config",
     "policy_from_config",
