@@ -39,7 +39,8 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 EXIT_TARGET_MISSED = 3  # training ended (generation budget) without reaching --target
 
-ALGOS = ("openai-es",)
+# for --help; the registry decides
+ALGOS = ("openai-es", "pgpe", "snes", "xnes", "cma-es", "sep-cma-es", "ipop-cma-es", "bipop-cma-es", "cem", "ars")
 # Settings that define a run: a checkpoint only continues a run made with the same ones.
 IDENTITY_KEYS = (
     "env_id",
@@ -150,6 +151,17 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _algo(text: str) -> str:
+    """A registered strategy name (one line with close names otherwise)."""
+    from pytorch_es.strategies import registry
+
+    try:
+        registry.get(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text.lower()
+
+
 def _hidden(text: str) -> list[int]:
     if text.strip().lower() in ("", "none", "linear"):
         return []  # no hidden layer: a linear policy
@@ -186,17 +198,20 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train a policy (defaults tuned per env)",
-        description="Train an MLP policy with OpenAI-ES. Options left out take the env's tuned defaults "
+        description="Train an MLP policy with an evolution strategy (--algo; default OpenAI-ES). "
+        "Options left out take the env's tuned defaults "
         "(pytorch_es.rl.defaults); the run stops at --generations or when a greedy test of the "
         "center reaches --target.",
     )
     train.add_argument("env_id", nargs="?", help="Gymnasium env id, e.g. CartPole-v1 (optional with --resume)")
-    train.add_argument("--algo", choices=ALGOS, default=None, help="strategy (default openai-es)")
+    train.add_argument("--algo", type=_algo, default=None, help=f"strategy: {', '.join(ALGOS)} (default openai-es)")
     train.add_argument("--population", type=_positive_int(2), help="members per generation")
     train.add_argument("--sigma", type=_positive_float(), help="perturbation scale")
     train.add_argument("--lr", type=_positive_float(), help="learning rate")
     train.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "clipup"), help="optimizer of the center")
-    train.add_argument("--fitness-shaping", choices=("centered_ranks", "z_score", "raw"), help="rewards -> utilities")
+    train.add_argument(
+        "--fitness-shaping", choices=("centered_ranks", "z_score", "raw", "nes"), help="rewards -> utilities"
+    )
     train.add_argument("--generations", type=_positive_int(0), help="generation budget (total)")
     train.add_argument("--episodes", type=_positive_int(), help="episodes per member per generation")
     train.add_argument("--max-steps", type=_positive_int(), help="step limit per training episode")
@@ -343,17 +358,22 @@ def _explicit(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _new_config(args: argparse.Namespace) -> dict[str, Any]:
-    from pytorch_es.rl import check_env_id, get_defaults, reward_threshold
+    from pytorch_es.rl import check_env_id, reward_threshold
+    from pytorch_es.rl.algo_defaults import get_algo_defaults
     from pytorch_es.strategies.openai_es import new_seed
 
     env_id = check_env_id(args.env_id)
-    defaults = get_defaults(env_id)
+    algo = args.algo or "openai-es"
+    defaults = get_algo_defaults(env_id, algo)
+    for option, key in (("--optimizer", "optimizer"), ("--fitness-shaping", "fitness_shaping")):
+        if getattr(args, key) is not None and getattr(defaults, key) is None:
+            raise CLIError(f"{option} does not apply to --algo {algo}")
     target = args.target if args.target is not None else defaults.target
     if target is None:
         target = reward_threshold(env_id)
     config = {
         "env_id": env_id,
-        "algo": args.algo or "openai-es",
+        "algo": algo,
         "population": args.population or defaults.population,
         "sigma": args.sigma or defaults.sigma,
         "lr": args.lr or defaults.lr,
@@ -481,17 +501,14 @@ def _make_problem(config: dict[str, Any]) -> Any:
 
 
 def _make_strategy(config: dict[str, Any], center: Any) -> Any:
-    from pytorch_es.strategies import OpenAIES
+    from pytorch_es.strategies import get
 
-    return OpenAIES(
-        center,
-        population_size=config["population"],
-        sigma=config["sigma"],
-        lr=config["lr"],
-        optimizer=config["optimizer"],
-        fitness_shaping=config["fitness_shaping"],
-        seed=config["seed"],
-    )
+    kwargs = {"population_size": config["population"], "sigma": config["sigma"], "lr": config["lr"],
+              "seed": config["seed"]}
+    for key in ("optimizer", "fitness_shaping"):
+        if config.get(key) is not None:
+            kwargs[key] = config[key]
+    return get(config.get("algo") or "openai-es")(center, **kwargs)
 
 
 def _make_test(problem: Any, config: dict[str, Any]):

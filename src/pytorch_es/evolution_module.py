@@ -29,6 +29,7 @@ from pytorch_es.strategies.openai_es import (
     check_population_size,
     check_positive,
 )
+from pytorch_es.strategies.registry import get as get_strategy
 from pytorch_es.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -123,6 +124,10 @@ class EvolutionModule:
             reward function must then be picklable (cloudpickle: lambdas and local
             functions work). Without it, a reward function that never returns can only be
             abandoned with Ctrl-C (threads cannot be killed).
+        strategy: a registered strategy name (``pytorch_es.strategies.available()``,
+            default ``"openai-es"``); ``sigma``, ``learning_rate`` (its ``lr``),
+            ``population_size`` and ``seed`` go to it, ``strategy_kwargs`` adds its own
+            settings. ``decay`` drives its ``lr`` whatever the strategy.
     """
 
     def __init__(
@@ -147,6 +152,8 @@ class EvolutionModule:
         optimizer: str | OptimizerFactory = "sgd",
         device: torch.device | str | None = None,
         evaluator: Evaluator | None = None,
+        strategy: str = "openai-es",
+        strategy_kwargs: dict[str, Any] | None = None,
         timeout: float | None = None,
     ) -> None:
         self.weights = as_parameter_list(parameters, "parameters")
@@ -183,17 +190,31 @@ class EvolutionModule:
         if evaluator is None:
             evaluator = _default_evaluator(threadcount, timeout, population_size)
         self.evaluator = evaluator
-        self.strategy = OpenAIES(
-            flatten(self.weights).to(self.device),
-            population_size=population_size,
-            sigma=sigma,
-            lr=learning_rate,
-            optimizer=optimizer,
-            fitness_shaping=fitness_shaping,
-            antithetic=antithetic,
-            sigma_decay=sigma_decay,
-            seed=seed,
-        )
+        cls = get_strategy(strategy)
+        extra = dict(strategy_kwargs or {})
+        if cls is OpenAIES:
+            self.strategy = OpenAIES(
+                flatten(self.weights).to(self.device),
+                population_size=population_size,
+                sigma=sigma,
+                lr=learning_rate,
+                optimizer=optimizer,
+                fitness_shaping=fitness_shaping,
+                antithetic=antithetic,
+                sigma_decay=sigma_decay,
+                seed=seed,
+                **extra,
+            )
+        else:
+            if sigma_decay != 1.0 or optimizer != "sgd":
+                raise ValueError(
+                    f"sigma_decay and optimizer apply to strategy='openai-es'; pass {strategy}'s own "
+                    "settings in strategy_kwargs"
+                )
+            self.strategy = cls(
+                flatten(self.weights).to(self.device), population_size=population_size, sigma=sigma,
+                lr=learning_rate, seed=seed, **extra,
+            )
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.strategy.optimizer, gamma=decay)
         self.problem = WeightListProblem(reward_function, self.weights)
         self.iteration = 0
@@ -208,6 +229,8 @@ class EvolutionModule:
             "fitness_shaping": fitness_shaping if isinstance(fitness_shaping, str) else "callable",
             "optimizer": optimizer if isinstance(optimizer, str) else "callable",
         }
+        if cls is not OpenAIES:  # absent for OpenAI-ES, so older checkpoints still match
+            self._config["strategy"] = self.strategy.name
         self._run_start: int | None = None  # iteration at which the current run() began
         self._resumed_run_start: int | None = None
         self._consistent = True

@@ -123,6 +123,27 @@ class NoiseTable:
                 total.add_(self.slice(offset, dim), alpha=weight)
         return total
 
+    def weighted_square_sum(self, offsets: torch.Tensor, weights: torch.Tensor, dim: int) -> torch.Tensor:
+        """``sum_k weights[k] * slice(offsets[k])**2``, in the same O(dim) memory as
+        :meth:`weighted_sum` (diagonal NES and PGPE adapt their scales with it)."""
+        weights = weights.to(device=self.device, dtype=self.dtype)
+        if len(offsets) * dim <= 1 << 22:
+            slices = self.gather(offsets, dim)
+            return slices.square().T.mv(weights)
+        total = self.values.new_zeros(dim)
+        for offset, weight in zip(offsets.tolist(), weights.tolist()):
+            if weight != 0.0:
+                eps = self.slice(offset, dim)
+                total.addcmul_(eps, eps, value=weight)
+        return total
+
+
+    def square_norms(self, offsets: torch.Tensor, dim: int) -> torch.Tensor:
+        """``|slice(offsets[k])|^2`` for every offset, gathering at most 2**22 values at a time."""
+        rows = max(1, (1 << 22) // dim)
+        parts = [self.gather(offsets[i : i + rows], dim).square().sum(1) for i in range(0, len(offsets), rows)]
+        return torch.cat(parts) if parts else self.values.new_zeros(0)
+
 
 def pair_index(member: int, antithetic: bool) -> tuple[int, float]:
     """The noise slice (pair) of ``member`` and its sign."""

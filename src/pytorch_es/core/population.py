@@ -1,9 +1,23 @@
-"""A population described by (center, sigma, noise table, generation), not by members.
+"""A Gaussian generation described by its distribution, not by its members.
 
 ``Population`` is what ``Strategy.ask()`` returns and what evaluators ship to
-workers: the center travels once, every member ``theta_i = center + sigma * s_i *
-eps_{k(i)}`` is rebuilt where it is evaluated. No (population x dim) matrix exists
-unless :meth:`Population.members` is called for a batched evaluation.
+workers. Member ``i`` of generation ``g`` is
+
+    z_i     = s_i * eps_{k(i)}                      (a noise-table slice, sign s_i = +-1)
+    theta_i = center + scale * z_i                  (scalar or per-parameter scale)
+    theta_i = center + scale * (transform @ z_i)    (full-covariance strategies)
+
+clipped into ``[low, high]`` when the strategy has bounds. ``k(i)`` and ``s_i`` come
+from ``(noise seed, generation, i)``; with ``antithetic`` members ``2k`` and ``2k + 1``
+share ``eps_k`` with opposite signs. The distribution's tensors (center, scale,
+transform, bounds) travel once per generation; every member is rebuilt where it is
+evaluated. No (population x dim) matrix exists unless :meth:`Population.members` is
+called for a batched evaluation.
+
+The reductions :meth:`Population.linear_sum` (``sum_i w_i z_i``) and
+:meth:`Population.squared_sum` (``sum_i w_i (z_i**2 - 1)``) are what strategies
+build their updates from; both read each noise slice once and never build the
+member matrix.
 """
 
 from __future__ import annotations
@@ -15,6 +29,23 @@ import torch
 
 from pytorch_es.core.noise import NoiseTable, num_pairs, pair_index
 
+# A transform is a (dim, dim) matrix shipped to every worker each generation and
+# eigen-decomposed by the strategy: above this dim (64 MiB in float32, and an O(dim^3)
+# decomposition per update) full-covariance strategies refuse to start.
+MAX_TRANSFORM_DIM = 4096
+
+
+def scale_stats(scale: float | torch.Tensor, transform: torch.Tensor | None = None) -> dict[str, float]:
+    """``scale_mean``, ``scale_min``, ``scale_max`` of a scalar or per-parameter scale; with
+    a ``transform`` A, of the per-coordinate standard deviations ``scale * |A_i|``."""
+    if transform is not None:
+        scale = scale * transform.double().norm(dim=1)
+    if isinstance(scale, torch.Tensor):
+        scale = scale.double()
+        return {"scale_mean": float(scale.mean()), "scale_min": float(scale.min()), "scale_max": float(scale.max())}
+    scale = float(scale)
+    return {"scale_mean": scale, "scale_min": scale, "scale_max": scale}
+
 
 @dataclass
 class Population:
@@ -22,21 +53,50 @@ class Population:
 
     Attributes:
         center: the mean of the search distribution, a 1-D tensor of length ``dim``.
-        sigma: the perturbation scale.
+        scale: the perturbation scale: a float (OpenAI-ES's ``sigma``, CMA-ES's step
+            size) or a 1-D tensor of length ``dim`` (diagonal strategies).
         noise: the shared noise table.
         generation: the generation counter (selects the slice offsets).
         size: number of members ``N``.
         antithetic: whether members come in mirrored pairs.
+        seed: the run seed (problems derive their env seeds from it); default
+            ``noise.seed``.
+        transform: ``None`` or a ``(dim, dim)`` matrix ``A`` (members
+            ``center + scale * A z``), for full-covariance strategies.
+        low, high: ``None`` or 1-D tensors: members are clipped into ``[low, high]``.
     """
 
     center: torch.Tensor
-    sigma: float
+    scale: float | torch.Tensor
     noise: NoiseTable
     generation: int
     size: int
     antithetic: bool = True
+    seed: int | None = None
+    transform: torch.Tensor | None = None
+    low: torch.Tensor | None = None
+    high: torch.Tensor | None = None
     _offsets: torch.Tensor | None = field(default=None, repr=False)
     _offset_list: list[int] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.seed is None:
+            self.seed = self.noise.seed
+        if isinstance(self.scale, torch.Tensor):
+            if self.scale.shape != self.center.shape:
+                raise ValueError(
+                    f"scale must be a float or a tensor of shape {tuple(self.center.shape)}, "
+                    f"got shape {tuple(self.scale.shape)}"
+                )
+        else:
+            self.scale = float(self.scale)
+        if self.transform is not None:
+            if self.transform.shape != (self.dim, self.dim):
+                raise ValueError(
+                    f"transform must have shape ({self.dim}, {self.dim}), got {tuple(self.transform.shape)}"
+                )
+            # row-major everywhere: a worker's copy is, and mv's rounding depends on the layout
+            self.transform = self.transform.contiguous()
 
     def __len__(self) -> int:
         return self.size
@@ -44,6 +104,17 @@ class Population:
     @property
     def dim(self) -> int:
         return self.center.numel()
+
+    @property
+    def sigma(self) -> float:
+        """Read-only alias: the scalar scale, or the mean of a per-parameter scale."""
+        if isinstance(self.scale, torch.Tensor):
+            return scale_stats(self.scale)["scale_mean"]
+        return self.scale
+
+    def scale_stats(self) -> dict[str, float]:
+        """``scale_mean``, ``scale_min``, ``scale_max`` of the (per-parameter) scale."""
+        return scale_stats(self.scale, self.transform)
 
     @property
     def offsets(self) -> torch.Tensor:
@@ -65,15 +136,44 @@ class Population:
             raise IndexError(f"member index {index} out of range for a population of {self.size}")
         return int(index)
 
+    def _clip(self, members: torch.Tensor) -> torch.Tensor:
+        if self.low is not None:
+            members = torch.maximum(members, self.low)
+        if self.high is not None:
+            members = torch.minimum(members, self.high)
+        return members
+
     def epsilon(self, index: int) -> torch.Tensor:
-        """The signed unit perturbation ``s_i * eps_{k(i)}`` of member ``index``."""
+        """The signed unit perturbation ``z_i = s_i * eps_{k(i)}`` of member ``index``."""
         eps, sign = self._slice(index)
         return eps if sign > 0 else -eps
 
     def member(self, index: int) -> torch.Tensor:
         """Member ``index`` as a new flat parameter vector."""
         eps, sign = self._slice(index)
-        return self.center.add(eps.to(self.center.dtype), alpha=sign * self.sigma)
+        if self.transform is None and not isinstance(self.scale, torch.Tensor):
+            member = self.center.add(eps.to(self.center.dtype), alpha=sign * self.scale)
+        else:
+            member = self.center + self._step((eps * sign).to(self.center.dtype).unsqueeze(0))[0]
+        return self._clip(member)
+
+    def _step(self, z: torch.Tensor) -> torch.Tensor:
+        """``scale * (A z)`` for rows ``z`` (tensor scale or transform). One ``mv`` per row,
+        not one matmul: a member's bits must not depend on how many are built with it
+        (BLAS picks other kernels for other shapes), so every backend and chunking agrees."""
+        if self.transform is not None:
+            z = torch.stack([torch.mv(self.transform, row) for row in z])
+        return z * self.scale
+
+    def noise_matrix(self, indices: Sequence[int] | None = None) -> torch.Tensor:
+        """The signed perturbations ``z_i`` of members ``indices`` (default all) as rows."""
+        indices = list(range(self.size)) if indices is None else [self._check(i) for i in indices]
+        if not indices:
+            return self.center.new_zeros((0, self.dim))
+        pairs, signs = zip(*(pair_index(i, self.antithetic) for i in indices))
+        slices = self.noise.gather(self.offsets[list(pairs)], self.dim).to(self.center.dtype)
+        sign = torch.tensor(signs, dtype=self.center.dtype, device=slices.device)
+        return slices * sign.unsqueeze(1)
 
     def members(self, indices: Sequence[int] | None = None) -> torch.Tensor:
         """Members ``indices`` (default all) stacked into a ``(n, dim)`` matrix.
@@ -84,7 +184,47 @@ class Population:
         indices = list(range(self.size)) if indices is None else [self._check(i) for i in indices]
         if not indices:
             return self.center.new_zeros((0, self.dim))
+        if self.transform is not None or isinstance(self.scale, torch.Tensor):
+            return self._clip(self.center.unsqueeze(0) + self._step(self.noise_matrix(indices)))
         pairs, signs = zip(*(pair_index(i, self.antithetic) for i in indices))
         slices = self.noise.gather(self.offsets[list(pairs)], self.dim).to(self.center.dtype)
         scale = torch.tensor(signs, dtype=self.center.dtype, device=self.center.device)
-        return torch.addcmul(self.center.unsqueeze(0), slices, scale.unsqueeze(1) * self.sigma)
+        members = torch.addcmul(self.center.unsqueeze(0), slices, scale.unsqueeze(1) * self.scale)
+        return self._clip(members)
+
+    # ----------------------------------------------------------------- reductions
+
+    def slice_weights(self, weights: torch.Tensor, *, signed: bool) -> torch.Tensor:
+        """Member weights folded onto the noise slices: ``w_2k - w_2k+1`` per mirrored
+        pair when ``signed`` (for ``sum_i w_i z_i``), ``w_2k + w_2k+1`` otherwise (for
+        even functions of ``z_i`` such as ``z_i**2``)."""
+        weights = weights.to(torch.float64)
+        if len(weights) != self.size:
+            raise ValueError(f"expected {self.size} weights (one per member), got {len(weights)}")
+        if not self.antithetic:
+            return weights
+        n = self.size
+        folded = torch.zeros(num_pairs(n, True), dtype=torch.float64)
+        folded += weights[0::2]
+        if signed:
+            folded[: n // 2] -= weights[1::2]
+        else:
+            folded[: n // 2] += weights[1::2]
+        return folded
+
+    def linear_sum(self, weights: torch.Tensor) -> torch.Tensor:
+        """``sum_i w_i z_i`` over the members (a ``dim`` vector in the noise dtype)."""
+        return self.noise.weighted_sum(self.offsets, self.slice_weights(weights, signed=True), self.dim)
+
+    def square_norms(self) -> torch.Tensor:
+        """``|z_i|^2`` of every member (mirrored members share theirs), without the matrix."""
+        norms = self.noise.square_norms(self.offsets, self.dim)
+        if not self.antithetic:
+            return norms
+        return norms.repeat_interleave(2)[: self.size]
+
+    def squared_sum(self, weights: torch.Tensor) -> torch.Tensor:
+        """``sum_i w_i (z_i**2 - 1)`` over the members (a ``dim`` vector)."""
+        folded = self.slice_weights(weights, signed=False)
+        total = self.noise.weighted_square_sum(self.offsets, folded, self.dim)
+        return total.sub_(float(folded.sum()))

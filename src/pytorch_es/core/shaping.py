@@ -8,6 +8,7 @@ to every reward.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -52,8 +53,32 @@ def raw(rewards: torch.Tensor) -> torch.Tensor:
     return flat - flat.mean()
 
 
+def nes_utilities(rewards: torch.Tensor) -> torch.Tensor:
+    """The NES rank utilities of Wierstra et al. (2014), "Natural Evolution Strategies", eq. 13:
+
+        u_k = max(0, log(N/2 + 1) - log(k)) / sum_j max(0, log(N/2 + 1) - log(j)) - 1/N
+
+    for the member of rank ``k`` (1 = best of ``N``). Tied rewards share the mean
+    utility of their ranks, so the utilities always sum to zero.
+    """
+    n = rewards.numel()
+    if n < 2:
+        return torch.zeros_like(rewards, dtype=torch.float64)
+    ranks = torch.arange(1, n + 1, dtype=torch.float64)
+    raw_utility = (math.log(n / 2 + 1) - torch.log(ranks)).clamp(min=0.0)
+    by_position = (raw_utility / raw_utility.sum() - 1.0 / n).flip(0)  # ascending reward order
+    flat = rewards.reshape(-1).to(torch.float64)
+    _, inverse, counts = torch.unique(flat, sorted=True, return_inverse=True, return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    group_sums = torch.cumsum(torch.cat([by_position.new_zeros(1), by_position]), 0)
+    group_mean = (group_sums[starts + counts] - group_sums[starts]) / counts.to(torch.float64)
+    utilities = group_mean[inverse]
+    return (utilities - utilities.mean()).reshape(rewards.shape)
+
+
 FITNESS_SHAPINGS: dict[str, FitnessShaping] = {
     "centered_ranks": centered_ranks,
+    "nes": nes_utilities,
     "z_score": z_score,
     "raw": raw,
 }

@@ -8,15 +8,17 @@ What travels (Salimans et al. 2017, "Evolution Strategies as a Scalable Alternat
 to Reinforcement Learning", section 2.1: workers share the noise and exchange only
 scalars). Per generation:
 
-* the center, **once** (shared memory for local processes, one ``ray.put`` for Ray);
-* to each worker, one :class:`GenerationSetup` (sigma, noise seed and table size,
+* the center, **once** (shared memory for local processes, one ``ray.put`` for Ray),
+  in one block with the distribution's other tensors: a per-parameter scale, a
+  full-covariance transform, the bounds (:func:`pack_distribution`);
+* to each worker, one :class:`GenerationSetup` (a scalar scale, noise seed and table size,
   generation, population size, ``problem.worker_state()``, a reference to the
   center) and one :class:`Task` per chunk of member indices (a ``range``);
 * back from each worker, one :class:`~pytorch_es.evaluation.base.Evaluation` per
   chunk (rewards, env steps, the problem's payload).
 
 Each worker rebuilds the noise table from the seed (cached per process) and every
-member ``theta_i = center + sigma * s_i * eps_k(i)`` it evaluates; it never receives
+member ``theta_i = center + scale * (A) s_i * eps_k(i)`` it evaluates; it never receives
 a parameter vector per member. The problem itself is pickled once and sent to each
 worker once (and to a replacement worker when one starts).
 
@@ -74,7 +76,11 @@ class GenerationSetup:
     """What a worker needs, once per generation, to rebuild any member.
 
     ``center`` is a backend reference (a shared-memory name, a Ray object ref), never
-    the vector itself; ``center_dtype``/``dim`` describe its bytes.
+    the vectors themselves: one published block holds, in this order, the center
+    (``param_dim`` values), a per-parameter scale (``scale_numel`` values: 0 when
+    ``scale`` is a float), the transform (``param_dim**2`` values when ``transform``)
+    and the bounds (``2 * param_dim`` values when ``bounds``); ``center_dtype``/``dim``
+    describe the block's bytes (``dim`` is its length in values).
     """
 
     epoch: int
@@ -89,6 +95,51 @@ class GenerationSetup:
     size: int
     antithetic: bool
     worker_state: Any = None
+    param_dim: int = -1
+    scale_numel: int = 0
+    transform: bool = False
+    bounds: bool = False
+    run_seed: int | None = None
+
+
+def pack_distribution(population: Population) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The tensors of ``population`` as one flat block, and the setup fields describing it."""
+    center = population.center.detach().reshape(-1)
+    parts = [center]
+    scale = population.scale
+    if isinstance(scale, torch.Tensor):
+        parts.append(scale.detach().reshape(-1).to(center))
+    if population.transform is not None:
+        parts.append(population.transform.detach().reshape(-1).to(center))
+    if population.low is not None:
+        parts += [population.low.reshape(-1).to(center), population.high.reshape(-1).to(center)]
+    block = torch.cat(parts) if len(parts) > 1 else center
+    fields = {
+        "param_dim": center.numel(),
+        "scale_numel": scale.numel() if isinstance(scale, torch.Tensor) else 0,
+        "transform": population.transform is not None,
+        "bounds": population.low is not None,
+        "sigma": 0.0 if isinstance(scale, torch.Tensor) else float(scale),
+    }
+    return block, fields
+
+
+def unpack_population(block: torch.Tensor, setup: GenerationSetup, noise: NoiseTable) -> Population:
+    """Inverse of :func:`pack_distribution` on the worker (views into ``block``)."""
+    dim = setup.param_dim if setup.param_dim >= 0 else setup.dim
+    center, at = block[:dim], dim
+    scale: float | torch.Tensor = setup.sigma
+    if setup.scale_numel:
+        scale, at = block[at : at + setup.scale_numel], at + setup.scale_numel
+    transform = low = high = None
+    if setup.transform:
+        transform, at = block[at : at + dim * dim].view(dim, dim), at + dim * dim
+    if setup.bounds:
+        low, high = block[at : at + dim], block[at + dim : at + 2 * dim]
+    return Population(
+        center, scale, noise, setup.generation, setup.size, setup.antithetic,
+        seed=setup.run_seed, transform=transform, low=low, high=high,
+    )
 
 
 @dataclass
@@ -175,13 +226,11 @@ class WorkerRuntime:
                 raise RuntimeError("no problem was sent to this worker")
             if setup is not None:
                 self.population = None
-                center = self.fetch_center(setup)
+                block = self.fetch_center(setup)
                 noise = NoiseTable(
                     setup.noise_seed, setup.noise_size, "cpu", dtype_from_name(setup.noise_dtype)
                 )
-                self.population = Population(
-                    center, setup.sigma, noise, setup.generation, setup.size, setup.antithetic
-                )
+                self.population = unpack_population(block, setup, noise)
                 self.problem.load_worker_state(setup.worker_state)
                 self.epoch = setup.epoch
             if self.epoch != task.epoch or self.population is None:
@@ -455,13 +504,12 @@ class PoolEvaluator(Evaluator):
         self._epoch += 1
         epoch = self._epoch
         self.stats = PoolStats(workers=self.workers, restarts=self._restarts)
-        center = population.center
+        center, fields = pack_distribution(population)
         setup = GenerationSetup(
             epoch=epoch,
             center=self._backend.publish(center),
             center_dtype=dtype_name(center.dtype),
             dim=center.numel(),
-            sigma=float(population.sigma),
             noise_seed=population.noise.seed,
             noise_size=population.noise.size,
             noise_dtype=dtype_name(population.noise.dtype),
@@ -469,6 +517,8 @@ class PoolEvaluator(Evaluator):
             size=len(population),
             antithetic=bool(population.antithetic),
             worker_state=problem.worker_state(),
+            run_seed=population.seed,
+            **fields,
         )
         try:
             pickle.dumps(setup.worker_state, protocol=pickle.HIGHEST_PROTOCOL)

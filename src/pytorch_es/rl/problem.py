@@ -256,7 +256,7 @@ class GymProblem(Problem):
         members = population.members(indices).detach().to("cpu", torch.float32)
         if episodes > 1:
             members = members.repeat_interleave(episodes, dim=0)  # sub-env j = member j // E
-        seeds = self.episode_seeds(population.noise.seed, population.generation) * len(indices)
+        seeds = self.episode_seeds(population.seed, population.generation) * len(indices)
         batch = self._batch(len(seeds))
         stats = self.normalizer.stats(len(seeds)) if self.normalizer is not None else None
         with torch.inference_mode():

@@ -497,6 +497,9 @@ class TorchEnvProblem(GymProblem):
         sigma = getattr(population, "sigma", None)
         if not isinstance(sigma, (int, float)) or not hasattr(noise, "gather"):
             return None
+        if (isinstance(getattr(population, "scale", None), torch.Tensor)
+                or getattr(population, "transform", None) is not None or getattr(population, "low", None) is not None):
+            return None  # a per-parameter scale (sigma is then its mean), a transform, or bounds
         whole = len(indices) == population.size and indices == list(range(population.size))  # C-speed compare
         idx = torch.arange(population.size) if whole else torch.tensor(indices, dtype=torch.int64)
         if population.antithetic:

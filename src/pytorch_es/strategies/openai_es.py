@@ -13,18 +13,23 @@ optimizer (and its weight decay and ``lr_scheduler``) work the same way.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.optim import Optimizer
 
-from pytorch_es.core.noise import NoiseTable, default_table_size, num_pairs
-from pytorch_es.core.parameters import ParametersLike, flatten
+from pytorch_es.core.parameters import ParametersLike
 from pytorch_es.core.population import Population
-from pytorch_es.core.shaping import FitnessShaping, get_fitness_shaping
-from pytorch_es.strategies.base import Strategy, as_reward_tensor
+from pytorch_es.core.shaping import FitnessShaping
+from pytorch_es.strategies.base import (  # noqa: F401 - re-exported for older imports
+    Strategy,
+    as_reward_tensor,
+    check_decay,
+    check_population_size,
+    check_positive,
+    new_seed,
+)
 from pytorch_es.strategies.clipup import ClipUp
 
 OptimizerFactory = Callable[[list[torch.Tensor]], Optimizer]
@@ -66,39 +71,6 @@ def make_optimizer(
     raise TypeError(f"optimizer must be a name or a callable, got {type(optimizer).__name__}")
 
 
-def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a float, or raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
-    return value
-
-
-def check_decay(name: str, value: float) -> float:
-    """A multiplicative per-iteration decay must lie in (0, 1]."""
-    value = check_positive(name, value)
-    if value > 1.0:
-        raise ValueError(f"{name} must be in (0, 1], got {value}")
-    return value
-
-
-def check_population_size(population_size: int) -> int:
-    if isinstance(population_size, bool) or not isinstance(population_size, int):
-        raise TypeError(f"population_size must be an int, got {type(population_size).__name__}")
-    if population_size < 2:
-        raise ValueError(f"population_size must be >= 2, got {population_size}")
-    return population_size
-
-
-def new_seed() -> int:
-    """A fresh random seed (recorded in the strategy's state so the run can be replayed)."""
-    return int.from_bytes(os.urandom(8), "little") >> 1
-
-
 class OpenAIES(Strategy):
     """OpenAI evolution strategy with antithetic sampling and a pluggable optimizer.
 
@@ -118,10 +90,14 @@ class OpenAIES(Strategy):
         maximize: maximise rewards (default). ``False`` minimises them.
         sigma_decay, sigma_min: after each ``tell``, ``sigma = max(sigma * sigma_decay,
             sigma_min)``.
+        bounds: ``None`` or ``(low, high)``: members are clipped into the box (see
+            :class:`~pytorch_es.strategies.base.Strategy`).
         seed: the run seed; ``None`` draws one (see ``strategy.seed``).
         noise_table_size: length of the shared noise table (default from ``dim``).
         device: where the center, noise and update live (default: the center's).
     """
+
+    name = "openai-es"
 
     def __init__(
         self,
@@ -137,126 +113,53 @@ class OpenAIES(Strategy):
         maximize: bool = True,
         sigma_decay: float = 1.0,
         sigma_min: float = 0.0,
+        bounds: tuple[Any, Any] | None = None,
         seed: int | None = None,
         noise_table_size: int | None = None,
         device: torch.device | str | None = None,
     ) -> None:
-        if isinstance(center, torch.Tensor) and center.dim() == 1:
-            if not center.is_floating_point():
-                raise TypeError(f"center has dtype {center.dtype}; expected a floating-point tensor")
-            vector = center.detach().clone()
-        else:
-            vector = flatten(center)
-        if vector.numel() == 0:
-            raise ValueError("center is empty: expected at least one parameter")
-        self.population_size = check_population_size(population_size)
+        super().__init__(
+            center, population_size=population_size, fitness_shaping=fitness_shaping, maximize=maximize,
+            antithetic=antithetic, bounds=bounds, seed=seed, noise_table_size=noise_table_size, device=device,
+        )
         self.sigma = check_positive("sigma", sigma)
         check_positive("lr", lr, allow_zero=True)
         self.sigma_decay = check_decay("sigma_decay", sigma_decay)
         self.sigma_min = check_positive("sigma_min", sigma_min, allow_zero=True)
-        self.fitness_shaping = get_fitness_shaping(fitness_shaping)
-        self.antithetic = bool(antithetic)
-        self.maximize = bool(maximize)
-        self.seed = new_seed() if seed is None else int(seed)
-        self.device = torch.device(device) if device is not None else vector.device
-        self._center = vector.to(self.device)
-        size = default_table_size(vector.numel()) if noise_table_size is None else noise_table_size
-        if size <= vector.numel():
-            raise ValueError(
-                f"noise_table_size must exceed the number of parameters ({vector.numel()}), got {size}"
-            )
-        self.noise = NoiseTable(self.seed, size, device=self.device, dtype=self._center.dtype)
         self.optimizer = make_optimizer(optimizer, [self._center], lr, optimizer_kwargs or {})
-        self.generation = 0
 
-    @property
-    def center(self) -> torch.Tensor:
-        """The current mean of the search distribution (updated in place by ``tell``)."""
-        return self._center
-
-    @property
-    def dim(self) -> int:
-        return self._center.numel()
-
-    @property
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
-
-    def ask(self) -> Population:
-        """The population of the current generation (a description; no member matrix)."""
-        return Population(
-            center=self._center.detach().clone(),
-            sigma=self.sigma,
-            noise=self.noise,
-            generation=self.generation,
-            size=self.population_size,
-            antithetic=self.antithetic,
-        )
+    def _distribution(self) -> tuple[float, None]:
+        return self.sigma, None
 
     def gradient(self, population: Population, rewards: torch.Tensor) -> torch.Tensor:
-        """The ES estimate ``g = 1/(N sigma) sum_i u_i eps_i`` of the reward gradient."""
-        utilities = self.fitness_shaping(rewards if self.maximize else -rewards).to(torch.float64)
-        n = len(utilities)
-        if self.antithetic:
-            pairs = num_pairs(n, True)
-            weights = torch.zeros(pairs, dtype=torch.float64)
-            weights += utilities[0::2]
-            weights[: n // 2] -= utilities[1::2]
-        else:
-            weights = utilities
-        total = self.noise.weighted_sum(population.offsets, weights, self.dim)
-        return total.div_(n * population.sigma).to(self._center.dtype)
+        """The ES estimate ``g = 1/(N sigma) sum_i u_i eps_i`` of the reward gradient
+        (``rewards`` in the caller's sign; ``maximize`` is applied here)."""
+        return self._gradient(population, rewards if self.maximize else -rewards)
 
-    def tell(self, rewards: Sequence[float] | torch.Tensor) -> dict[str, float]:
-        """Update the center from one reward per member of ``ask()``'s population.
+    def _gradient(self, population: Population, fitness: torch.Tensor) -> torch.Tensor:
+        utilities = self.fitness_shaping(fitness).to(torch.float64)
+        total = population.linear_sum(utilities)
+        return total.div_(len(utilities) * population.sigma).to(self._center.dtype)
 
-        Returns statistics: ``grad_norm``, ``update_norm``, ``sigma``, ``lr``.
-        """
-        values = as_reward_tensor(rewards, self.population_size)
-        population = self.ask()
-        gradient = self.gradient(population, values)
+    def _update(self, population: Population, fitness: torch.Tensor) -> dict[str, float]:
+        gradient = self._gradient(population, fitness)
         self._center.grad = gradient.neg_()
         self.optimizer.step()
         self._center.grad = None
         update_norm = float((self._center - population.center).norm())
         self.sigma = max(self.sigma * self.sigma_decay, self.sigma_min)
-        self.generation += 1
-        return {
-            "grad_norm": float(gradient.norm()),
-            "update_norm": update_norm,
-            "sigma": self.sigma,
-            "lr": self.lr,
-        }
+        return {"grad_norm": float(gradient.norm()), "update_norm": update_norm, "sigma": self.sigma,
+                "lr": self.lr}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "center": self._center.detach().clone(),
-            "sigma": self.sigma,
-            "generation": self.generation,
-            "seed": self.seed,
-            "noise_table_size": self.noise.size,
-            "population_size": self.population_size,
-            "antithetic": self.antithetic,
-            "maximize": self.maximize,
-            "optimizer": self.optimizer.state_dict(),
-        }
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"sigma": self.sigma, "sigma_decay": self.sigma_decay, "sigma_min": self.sigma_min}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        center = state["center"]
-        if center.shape != self._center.shape:
-            raise ValueError(
-                f"state has a center of shape {tuple(center.shape)}, this strategy has "
-                f"{tuple(self._center.shape)}"
-            )
-        with torch.no_grad():
-            self._center.copy_(center)
-        self.sigma = float(state["sigma"])
-        self.generation = int(state["generation"])
-        self.seed = int(state["seed"])
-        self.population_size = int(state["population_size"])
-        self.antithetic = bool(state["antithetic"])
-        self.maximize = bool(state["maximize"])
-        self.noise = NoiseTable(
-            self.seed, int(state["noise_table_size"]), device=self.device, dtype=self._center.dtype
-        )
-        self.optimizer.load_state_dict(state["optimizer"])
+    def _set_hyperparameters(self, values: dict[str, Any]) -> None:
+        self.sigma_decay = check_decay("state sigma_decay", values.get("sigma_decay", self.sigma_decay))
+        self.sigma_min = check_positive("state sigma_min", values.get("sigma_min", self.sigma_min), allow_zero=True)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"sigma": self.sigma}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        self.sigma = check_positive("state sigma", state.get("sigma", self.sigma))

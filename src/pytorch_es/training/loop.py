@@ -416,6 +416,8 @@ class Trainer:
             "reward_std": float(rewards.std(unbiased=False)),
             "test_reward": test_reward,
             "sigma": float(population.sigma),
+            "scale_min": population.scale_stats()["scale_min"],
+            "scale_max": population.scale_stats()["scale_max"],
             "lr": float(stats.get("lr", float("nan"))),
             "update_norm": float(stats.get("update_norm", float("nan"))),
             "generation_time": generation_time,

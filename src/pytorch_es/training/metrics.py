@@ -9,8 +9,9 @@ Columns of ``metrics.csv`` (:data:`FIELDS`):
   this generation (std is the population std, ``unbiased=False``).
 - ``test_reward``: greedy test of the center after this generation's update (empty when
   not tested this generation).
-- ``sigma``: the perturbation scale used this generation; ``lr``: the learning rate of
-  this update; ``update_norm``: ``||theta_new - theta_old||``.
+- ``sigma``: the perturbation scale used this generation (the mean of a per-parameter
+  scale); ``scale_min``, ``scale_max``: its extremes (equal to ``sigma`` for a scalar
+  scale); ``lr``: the learning rate of this update; ``update_norm``: ``||theta_new - theta_old||``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ FIELDS = (
     "reward_std",
     "test_reward",
     "sigma",
+    "scale_min",
+    "scale_max",
     "lr",
     "update_norm",
 )

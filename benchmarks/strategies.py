@@ -1,0 +1,244 @@
+"""Strategy benchmark: evaluations to reach f - f* < 1e-8, side by side with pycma.
+
+Quality (counts, not noisy): for each function in {sphere, ellipsoid, rosenbrock,
+rotated ellipsoid}, dim in {10, 40} and seed, our CMA-ES / sep-CMA-ES and pycma's
+(``cma``, with ``CMA_diagonal=True`` for sep) start from the same ``x0 ~ U(-1, 1)^n``
+and ``sigma0 = 0.5`` and run ask/tell until the best f is below 1e-8 or ``--budget``
+evaluations; the median evaluations over the seeds and the ratio ours / pycma are
+printed (target: ratio <= 1.1). A run that does not reach the target counts as the
+budget (the table shows how many reached it). ``--png`` writes median best-so-far
+curves.
+
+Speed (``--speed``, preliminary: wall time on a busy machine is noisy): ask + tell
+seconds per generation of every registered strategy at the given dims.
+
+pycma is a benchmark-only dependency: ``pip install cma``.
+
+    python benchmarks/strategies.py --seeds 15 --png docs/strategies_convergence.png
+    python benchmarks/strategies.py --seeds 3 --dims 10 --functions sphere
+    python benchmarks/strategies.py --speed --speed-dims 100 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+
+import torch
+
+TARGET = 1e-8
+
+
+def rotation(n: int, seed: int = 12345) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64))
+    return q * torch.sign(torch.diagonal(r))
+
+
+def make_function(name: str, n: int):
+    coefficients = 10 ** (6 * torch.arange(n, dtype=torch.float64) / (n - 1))
+    if name == "sphere":
+        return lambda x: (x**2).sum(-1)
+    if name == "ellipsoid":
+        return lambda x: (coefficients * x**2).sum(-1)
+    if name == "rosenbrock":
+        return lambda x: (100 * (x[..., 1:] - x[..., :-1] ** 2) ** 2 + (1 - x[..., :-1]) ** 2).sum(-1)
+    if name == "rotated-ellipsoid":
+        rot = rotation(n)
+        return lambda x: (coefficients * (x @ rot.T) ** 2).sum(-1)
+    raise ValueError(f"unknown function {name!r}")
+
+
+def start(n: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(1000 + seed)
+    return torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1
+
+
+def run_ours(algo: str, function, x0: torch.Tensor, seed: int, budget: int) -> tuple[int, list]:
+    from pytorch_es import strategies
+
+    strategy = strategies.get(algo)(x0.clone(), sigma=0.5, maximize=False, seed=seed)
+    evaluations, best, curve = 0, math.inf, []
+    while evaluations < budget:
+        population = strategy.ask()
+        values = function(population.members())
+        strategy.tell(values, population=population)
+        evaluations += len(values)
+        best = min(best, float(values.min()))
+        curve.append((evaluations, best))
+        if best < TARGET:
+            break
+    return evaluations, curve
+
+
+def run_pycma(algo: str, function, x0: torch.Tensor, seed: int, budget: int) -> tuple[int, list]:
+    import cma
+    import numpy
+
+    options = {"seed": seed + 1, "verbose": -9, "tolfun": 0, "tolx": 0, "tolfunhist": 0, "tolflatfitness": 0,
+               "tolstagnation": 10**9, "maxfevals": budget, "CMA_diagonal": algo == "sep-cma-es"}
+    es = cma.CMAEvolutionStrategy(x0.numpy(), 0.5, options)
+    evaluations, best, curve = 0, math.inf, []
+    while evaluations < budget:
+        xs = es.ask()
+        values = function(torch.from_numpy(numpy.asarray(xs, dtype=numpy.float64))).tolist()
+        es.tell(xs, values)
+        evaluations += len(values)
+        best = min(best, min(values))
+        curve.append((evaluations, best))
+        if best < TARGET:
+            break
+    return evaluations, curve
+
+
+def cells(args: argparse.Namespace) -> list[tuple[str, str, int]]:
+    """(algo, function, dim) to run: ``--cells algo:function:dim ...`` or the product."""
+    if args.cells:
+        out = []
+        for text in args.cells:
+            algo, name, n = text.split(":")
+            out.append((algo, name, int(n)))
+        return out
+    return [(algo, name, n) for algo in args.algos for name in args.functions for n in args.dims
+            if args.all_pairs or not (algo == "sep-cma-es" and name == "rotated-ellipsoid")]
+
+
+def thin(curve: list, points: int = 200) -> list:
+    step = max(1, len(curve) // points)
+    return curve[::step] + ([curve[-1]] if len(curve) % step != 1 else [])
+
+
+def quality(args: argparse.Namespace) -> dict:
+    """Run the cells; with ``--json``, results (counts and thinned curves) are saved after each
+    cell and cells already in the file are kept, so a long benchmark can be continued."""
+    results: dict = {}
+    if args.json:
+        try:
+            with open(args.json) as file:
+                results = json.load(file)
+        except FileNotFoundError:
+            pass
+    for algo, name, n in cells(args):
+        key = f"{algo} {name} {n}"
+        if key not in results:
+            function = make_function(name, n)
+            row = {"ours": [], "pycma": [], "curves": {"ours": [], "pycma": []}, "budget": args.budget}
+            for seed in range(args.seeds):
+                x0 = start(n, seed)
+                for who, runner in (("ours", run_ours), ("pycma", run_pycma)):
+                    count, curve = runner(algo, function, x0, seed, args.budget)
+                    row[who].append(count if curve[-1][1] < TARGET else args.budget)
+                    row["curves"][who].append(thin(curve))
+            results[key] = row
+            if args.json:
+                with open(args.json, "w") as file:
+                    json.dump(results, file)
+        row = results[key]
+        budget = row.get("budget", args.budget)
+        ours, theirs = statistics.median(row["ours"]), statistics.median(row["pycma"])
+        reached_ours = sum(c < budget for c in row["ours"])
+        reached_theirs = sum(c < budget for c in row["pycma"])
+        print(f"{algo:11s} {name:18s} dim {n:3d}: median evaluations ours {ours:9.0f} "
+              f"({reached_ours}/{len(row['ours'])} reached)  pycma {theirs:9.0f} "
+              f"({reached_theirs}/{len(row['pycma'])})  ratio {ours / theirs:5.2f}", flush=True)
+    return results
+
+
+def median_curve(curves: list[list], grid: list[int]) -> list[float]:
+    out = []
+    for point in grid:
+        values = []
+        for curve in curves:
+            best = math.inf
+            for evaluations, value in curve:
+                if evaluations > point:
+                    break
+                best = value
+            values.append(max(best, TARGET / 10) if math.isfinite(best) else math.inf)
+        out.append(statistics.median(values))
+    return out
+
+
+def plot(results: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted(results, key=lambda k: (k.split()[0], k.split()[1], int(k.split()[2])))
+    columns = 4
+    rows = math.ceil(len(keys) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
+    for axis, key in zip(axes.flat, keys):
+        algo, name, n = key.split()
+        row = results[key]
+        reached = [c[-1][0] for who in ("ours", "pycma") for c in row["curves"][who] if c[-1][1] < TARGET]
+        last = max(reached or [c[-1][0] for who in ("ours", "pycma") for c in row["curves"][who]])
+        grid = [int(last * k / 200) + 1 for k in range(201)]
+        for who, style in (("ours", "-"), ("pycma", "--")):
+            axis.semilogy(grid, median_curve(row["curves"][who], grid), style,
+                          label="pytorch-es" if who == "ours" else "pycma")
+        axis.set_title(f"{algo} {name} {n}-D", fontsize=9)
+        axis.set_xlabel("evaluations", fontsize=8)
+        axis.axhline(TARGET, color="grey", linewidth=0.5)
+        axis.legend(fontsize=7)
+    for axis in list(axes.flat)[len(keys):]:
+        axis.axis("off")
+    figure.suptitle("median best f so far (lower is better)", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    print(f"wrote {path}")
+
+
+def speed(args: argparse.Namespace) -> None:
+    from pytorch_es import strategies
+
+    print("speed (PRELIMINARY: wall time on a shared, busy machine)")
+    for algo in strategies.available():
+        for n in args.speed_dims:
+            for size in args.speed_populations:
+                try:
+                    strategy = strategies.get(algo)(torch.zeros(n), population_size=size, sigma=0.1, seed=0)
+                except ValueError as error:
+                    print(f"{algo:11s} dim {n:8d} population {size:5d}: refused ({error})")
+                    continue
+                rewards = torch.randn(size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+                _ = strategy.noise.values
+                times = []
+                for _ in range(args.repeats):
+                    began = time.perf_counter()
+                    strategy.tell(rewards, population=strategy.ask())
+                    times.append(time.perf_counter() - began)
+                print(f"{algo:11s} dim {n:8d} population {size:5d}: ask+tell {statistics.median(times) * 1e3:9.2f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--algos", nargs="+", default=["cma-es", "sep-cma-es"])
+    parser.add_argument("--functions", nargs="+", default=["sphere", "ellipsoid", "rosenbrock", "rotated-ellipsoid"])
+    parser.add_argument("--dims", nargs="+", type=int, default=[10, 40])
+    parser.add_argument("--seeds", type=int, default=15)
+    parser.add_argument("--budget", type=int, default=200_000)
+    parser.add_argument("--cells", nargs="+", help="algo:function:dim cells to run, in this order")
+    parser.add_argument("--all-pairs", action="store_true", help="also sep-CMA-ES on the rotated ellipsoid")
+    parser.add_argument("--png", help="write median convergence curves here")
+    parser.add_argument("--json", help="results file: counts and curves, saved after each cell and continued")
+    parser.add_argument("--speed", action="store_true", help="time ask+tell instead")
+    parser.add_argument("--speed-dims", nargs="+", type=int, default=[100, 10_000, 1_000_000])
+    parser.add_argument("--speed-populations", nargs="+", type=int, default=[100, 1000])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.speed:
+        speed(args)
+        return
+    results = quality(args)
+    if args.png:
+        plot(results, args.png)
+
+
+if __name__ == "__main__":
+    main()

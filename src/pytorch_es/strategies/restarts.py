@@ -1,0 +1,155 @@
+"""IPOP- and BIPOP-CMA-ES: CMA-ES restarted with growing (or alternating) populations.
+
+IPOP: Auger and Hansen (2005), "A Restart CMA Evolution Strategy With Increasing
+Population Size" (CEC). BIPOP: Hansen (2009), "Benchmarking a BI-Population CMA-ES on
+the BBOB-2009 Function Testbed" (GECCO workshop). A run ends when one criterion of
+Hansen (2009) holds (fitness ``f`` larger is better, the sign of ``maximize`` applied):
+
+    TolFun        max - min of this generation's f and of the best f over the last
+                  10 + ceil(30 n / lambda) generations < tol_fun
+    TolX          sigma sqrt(C_ii) < tol_x and sigma |p_c,i| < tol_x for every i
+    ConditionCov  cond(C) > 1e14
+    MaxIter       100 + 50 (n + 3)^2 / sqrt(lambda) generations in this run
+
+and the next run restarts from the initial center with a fresh covariance:
+
+    IPOP   lambda <- 2 lambda, sigma = sigma_0
+    BIPOP  large regime: lambda_L = 2^k lambda_0, sigma = sigma_0 (k-th large run);
+           small regime, chosen while it has used fewer evaluations than the large one:
+           lambda_S = floor(lambda_0 (lambda_L / (2 lambda_0))^(U^2)),
+           sigma = sigma_0 10^(-2 U),   U ~ U(0, 1) drawn from (seed, restart)
+
+``population_size`` is the first run's lambda; ``strategy.population_size`` follows the
+restarts (evaluators take any size). ``restarts`` counts them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from pytorch_es.core.noise import mix_seed
+from pytorch_es.core.population import Population
+from pytorch_es.strategies.base import check_population_size, check_positive
+from pytorch_es.strategies.cma_es import CMAES, cma_parameters
+
+
+class IPOPCMAES(CMAES):
+    """CMA-ES with restarts; ``tol_fun`` (1e-12) and ``tol_x`` (1e-12 * sigma) as above."""
+
+    name = "ipop-cma-es"
+    regime = "ipop"
+
+    def __init__(self, center: Any, *, tol_fun: float = 1e-12, tol_x: float | None = None, **kwargs: Any) -> None:
+        super().__init__(center, **kwargs)
+        self.tol_fun = check_positive("tol_fun", tol_fun)
+        self.tol_x = check_positive("tol_x", 1e-12 * self.sigma if tol_x is None else tol_x)
+        self.sigma0, self.lambda0 = self.sigma, self.population_size
+        self.center0 = self._center.detach().clone()
+        self.restarts, self.run_generation, self.large_runs = 0, 0, 0
+        self.evaluations = {"large": 0, "small": 0}
+        self.regime_now = "large"
+        self.history: list[float] = []
+
+    def _update(self, population: Population, fitness: torch.Tensor) -> dict[str, float]:
+        stats = super()._update(population, fitness)
+        self.run_generation += 1
+        self.evaluations[self.regime_now] += len(fitness)
+        self.history.append(float(fitness.max()))
+        if self._should_stop(fitness):
+            self._restart()
+        return {**stats, "restarts": float(self.restarts)}
+
+    def _should_stop(self, fitness: torch.Tensor) -> bool:
+        n, lam = self.dim, self.population_size
+        window = 10 + math.ceil(30 * n / lam)
+        recent = self.history[-window:]
+        if len(self.history) >= window and max(max(recent), float(fitness.max())) - min(
+            min(recent), float(fitness.min())
+        ) < self.tol_fun:
+            return True
+        diagonal = self.C if self.separable else self.C.diagonal()
+        if bool((self.sigma * diagonal.sqrt() < self.tol_x).all()) and bool(
+            (self.sigma * self.p_c.abs() < self.tol_x).all()
+        ):
+            return True
+        if float(self.D.max() / self.D.min()) ** 2 > 1e14:
+            return True
+        return self.run_generation >= 100 + 50 * (n + 3) ** 2 / math.sqrt(lam)
+
+    def _restart(self) -> None:
+        self.restarts += 1
+        sigma = self.sigma0
+        if self.regime == "ipop":
+            lam = 2 * self.population_size
+        else:
+            large = self.lambda0 * 2 ** (self.large_runs + 1)
+            if self.large_runs == 0 or self.evaluations["small"] >= self.evaluations["large"]:
+                self.large_runs += 1
+                lam, self.regime_now = large, "large"
+            else:
+                generator = torch.Generator().manual_seed(mix_seed(self.seed, 0xB1909, self.restarts))
+                u = float(torch.rand((), generator=generator, dtype=torch.float64))
+                lam = max(self.min_population, int(self.lambda0 * (large / 2 / (2 * self.lambda0)) ** (u * u)))
+                sigma, self.regime_now = self.sigma0 * 10 ** (-2 * u), "small"
+        self._reset(lam, sigma)
+
+    def _reset(self, lam: int, sigma: float) -> None:
+        self.population_size, self.sigma = int(lam), float(sigma)
+        self.p = cma_parameters(self.dim, self.population_size, separable=self.separable)
+        with torch.no_grad():
+            self._center.copy_(self.center0)
+        self.p_s.zero_()
+        self.p_c.zero_()
+        self.C = torch.ones_like(self.C) if self.separable else torch.eye(self.dim, dtype=torch.float64,
+                                                                           device=self.device)
+        self.B = None if self.separable else torch.eye(self.dim, dtype=torch.float64, device=self.device)
+        self.D = torch.ones_like(self.D)
+        self.eigen_generation = self.generation + 1
+        self.run_generation, self.history = 0, []
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "tol_fun": self.tol_fun, "tol_x": self.tol_x}
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {**super()._extra_state(), "restart": {
+            "sigma0": self.sigma0, "lambda0": self.lambda0, "center0": self.center0.clone(),
+            "restarts": self.restarts, "run_generation": self.run_generation, "large_runs": self.large_runs,
+            "evaluations": dict(self.evaluations), "regime_now": self.regime_now, "history": list(self.history)}}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        super()._load_extra_state(state)
+        r = state["restart"]
+        self.sigma0, self.lambda0 = float(r["sigma0"]), int(r["lambda0"])
+        self.center0 = r["center0"].to(self._center).clone()
+        self.restarts, self.run_generation, self.large_runs = int(r["restarts"]), int(r["run_generation"]), int(
+            r["large_runs"])
+        self.evaluations = {k: int(v) for k, v in r["evaluations"].items()}
+        self.regime_now, self.history = str(r["regime_now"]), [float(v) for v in r["history"]]
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """As :meth:`Strategy.load_state_dict`; the state's population size may have grown
+        by restarts, but its first run's must equal this strategy's."""
+        first = state.get("restart", {}).get("lambda0") if isinstance(state, dict) else None
+        if first is not None and first != self.lambda0:
+            raise ValueError(f"state is for population_size {first}, this strategy has {self.lambda0}")
+        previous = self.population_size
+        if first is not None:
+            check_population_size(state["population_size"], self.min_population)
+            self.population_size = int(state["population_size"])
+            self.p = cma_parameters(self.dim, self.population_size, separable=self.separable)
+        try:
+            super().load_state_dict(state)
+        except BaseException:
+            self.population_size = previous
+            self.p = cma_parameters(self.dim, previous, separable=self.separable)
+            raise
+
+
+class BIPOPCMAES(IPOPCMAES):
+    """BIPOP-CMA-ES; arguments as :class:`IPOPCMAES`."""
+
+    name = "bipop-cma-es"
+    regime = "bipop"

@@ -1,0 +1,121 @@
+"""Per-strategy convergence on small test functions, and restarts (long comparisons with
+pycma live in benchmarks/strategies.py)."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+
+from pytorch_es import strategies
+
+
+def sphere(x):
+    return (x**2).sum(-1)
+
+
+def ellipsoid(x):
+    n = x.shape[-1]
+    return (10 ** (6 * torch.arange(n, dtype=x.dtype) / (n - 1)) * x**2).sum(-1)
+
+
+def rastrigin(x):
+    return 10 * x.shape[-1] + (x**2 - 10 * torch.cos(2 * math.pi * x)).sum(-1)
+
+
+def minimise(strategy, function, evaluations):
+    used, best = 0, math.inf
+    while used < evaluations and best >= 1e-8:
+        population = strategy.ask()
+        values = function(population.members())
+        strategy.tell(values, population=population)
+        used += len(values)
+        best = min(best, float(values.min()))
+    return used, best
+
+
+@pytest.mark.parametrize(
+    ("name", "function", "budget"),
+    [
+        ("cma-es", sphere, 2500),
+        ("cma-es", ellipsoid, 8000),
+        ("sep-cma-es", ellipsoid, 5000),
+        ("xnes", sphere, 8000),
+        ("snes", ellipsoid, 20000),
+    ],
+)
+def test_reaches_1e_8_on_10_d_functions(name, function, budget):
+    strategy = strategies.get(name)(torch.full((10,), 1.0, dtype=torch.float64), sigma=0.5, maximize=False, seed=2)
+    used, best = minimise(strategy, function, budget)
+    assert best < 1e-8, (used, best)
+
+
+@pytest.mark.parametrize("name", ["openai-es", "pgpe", "cem", "ars"])
+def test_fixed_step_strategies_approach_the_optimum(name):
+    settings = {
+        "openai-es": {"lr": 0.05, "optimizer": "adam"},
+        "pgpe": {"lr": 0.05},
+        "cem": {"elite_ratio": 0.3, "extra_noise": 1e-3, "extra_noise_decay": 0.98},
+        "ars": {"lr": 0.05, "population_size": 32},
+    }[name]
+    strategy = strategies.get(name)(torch.full((10,), 1.0), sigma=0.2, maximize=False, seed=2, **settings)
+    minimise(strategy, sphere, 6000)
+    assert float(sphere(strategy.center)) < 0.05
+
+
+@pytest.mark.parametrize("name", ["ipop-cma-es", "bipop-cma-es"])
+def test_restarts_grow_the_population_and_resume_bit_identically(name):
+    def make():
+        return strategies.get(name)(torch.full((4,), 3.0, dtype=torch.float64), sigma=1.0, maximize=False,
+                                    seed=5, tol_fun=0.1)
+
+    strategy = make()
+    first = strategy.population_size
+    sizes = set()
+    for _ in range(300):
+        population = strategy.ask()
+        strategy.tell(rastrigin(population.members()), population=population)
+        sizes.add(strategy.population_size)
+    assert strategy.restarts >= 2 and max(sizes) > first
+    half = make()
+    for _ in range(150):
+        half.tell(rastrigin(half.ask().members()))
+    buffer = io.BytesIO()
+    torch.save(half.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = make()
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    for _ in range(150):
+        resumed.tell(rastrigin(resumed.ask().members()))
+    assert resumed.restarts == strategy.restarts and resumed.population_size == strategy.population_size
+    assert torch.equal(resumed.center, strategy.center)
+
+
+def test_ipop_finds_the_rastrigin_optimum_that_cma_es_misses():
+    x0 = torch.full((5,), 3.0, dtype=torch.float64)
+    plain = strategies.get("cma-es")(x0, sigma=2.0, maximize=False, seed=1)
+    restarted = strategies.get("ipop-cma-es")(x0, sigma=2.0, maximize=False, seed=1)
+    minimise(plain, rastrigin, 60000)
+    minimise(restarted, rastrigin, 60000)
+    assert restarted.best_reward < 1e-6 < plain.best_reward
+
+
+def test_full_covariance_refuses_a_dimension_it_cannot_serve():
+    for name in ("cma-es", "xnes"):
+        with pytest.raises(ValueError, match="sep-cma-es"):
+            strategies.get(name)(torch.zeros(5000))
+
+
+def test_small_populations_are_refused_with_the_reason():
+    with pytest.raises(ValueError, match="top_directions must be an int in \\[1, 4\\]"):
+        strategies.get("ars")(torch.zeros(3), population_size=8, top_directions=5)
+    with pytest.raises(ValueError, match="ARS needs an even population_size"):
+        strategies.get("ars")(torch.zeros(3), population_size=9)
+    with pytest.raises(ValueError, match="CEM needs at least 2 elites"):
+        strategies.get("cem")(torch.zeros(3), population_size=8, elite_ratio=0.2)
+    with pytest.raises(ValueError, match="population_size must be >= 4"):
+        strategies.get("cma-es")(torch.zeros(3), population_size=3)
+    with pytest.raises(ValueError, match="sigma must be a number or a tensor of shape \\(3,\\)"):
+        strategies.get("snes")(torch.zeros(3), sigma=torch.ones(4))
