@@ -551,10 +551,14 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+def _sigterm_after_training(signum: int, frame: object) -> None:
+    """SIGTERM once training has ended: the report and the closing of the workers finish."""
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``pytorch-es train``. SIGTERM is handled by ``Trainer.run`` while training (abandon
-    the generation, save, exit 143); before and after it, it unwinds like an error, so the
-    workers started so far are closed."""
+    the generation, save, exit 143); before it, it unwinds like an error, so the workers
+    started so far are closed; after it, the report and the closing finish."""
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     previous_sigint = signal.getsignal(signal.SIGINT) if in_main_thread else None
@@ -688,6 +692,10 @@ def _train(args: argparse.Namespace) -> int:
         if trainer.generation < config["generations"] and callable(getattr(evaluator, "start", None)):
             evaluator.start()  # worker start-up (a second or more) out of the first timed generation
         first_generation = trainer.generation
+        if threading.current_thread() is threading.main_thread():
+            # Trainer.run handles SIGTERM while it runs and restores this on return: from then
+            # on the run has reported its end (or is about to), so a storm must not unwind it
+            signal.signal(signal.SIGTERM, _sigterm_after_training)
         result = trainer.run(config["generations"])
         if result.reason in ("interrupted", "terminated"):
             _ignore_further_interrupts()
@@ -1017,17 +1025,38 @@ def _warning_line(command: str):
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``pytorch-es`` and ``python -m pytorch_es``; returns the exit status.
 
-    ``argv=None`` (the command line) means this process is the command: then the objects
-    alive at the end are frozen out of the garbage collector, since the collections at
-    interpreter exit over torch's (and torch._dynamo's) objects took about 2 s here.
+    ``argv=None`` (the command line) means this process is the command. Then, once the
+    command has finished (and reported), SIGINT and SIGTERM are ignored, so that a late
+    Ctrl-C or a signal storm cannot raise a traceback out of the exit path, and the
+    objects alive at the end are frozen out of the garbage collector, since the
+    collections at interpreter exit over torch's (and torch._dynamo's) objects took about
+    2 s here.
     """
-    try:
+    if argv is not None:
         return _main(argv)
+    code = EXIT_INTERRUPTED  # if a Ctrl-C escapes the command's own handling while it returns
+    try:
+        code = _main(argv)
+    except KeyboardInterrupt:
+        _ignore_exit_signals()
     finally:
-        if argv is None:
-            gc.freeze()
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # exiting now: no traceback from a late Ctrl-C
+        _ignore_exit_signals()
+    gc.freeze()
+    return code
+
+
+def _ignore_exit_signals() -> None:
+    """SIG_IGN for SIGINT and SIGTERM (CPython then skips any already pending); a
+    KeyboardInterrupt raised before the first call took effect is absorbed and retried."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    while True:
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 def _main(argv: Sequence[str] | None) -> int:
