@@ -3,11 +3,12 @@ Ray actors, which find this directory on the driver's sys.path)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -198,3 +199,30 @@ def descendants(pid: int) -> list[int]:
         found += children
         frontier += children
     return [p for p in found if alive(p)]
+
+
+@contextlib.contextmanager
+def local_ray() -> Iterator[None]:
+    """A real 2-CPU Ray on this machine (pinned to the loopback node address, as the
+    project does; not 127.0.0.1: Ray rewrites that); workers find the test problems on
+    sys.path. Shut down after, and no Ray process may be left."""
+    import ray
+
+    from pytorch_es.evaluation.ray_evaluator import LOOPBACK_NODE_IP
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if ray.is_initialized():  # pragma: no cover - another module left Ray running
+        ray.shutdown()
+    ray.init(
+        num_cpus=2,
+        _node_ip_address=LOOPBACK_NODE_IP,
+        include_dashboard=False,
+        log_to_driver=False,
+        job_config=ray.job_config.JobConfig(code_search_path=[str(Path(__file__).resolve().parent)]),
+    )
+    session = ray._private.worker._global_node.get_session_dir_path()
+    try:
+        yield
+    finally:
+        ray.shutdown()
+    assert wait_gone(processes_matching(session), 15) == [], "Ray processes left behind"

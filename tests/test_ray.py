@@ -4,9 +4,6 @@ user errors reported once, only scalars and an object ref per worker."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -20,34 +17,20 @@ from backend_problems import (  # noqa: E402
     Sabotage,
     alive,
     kill_when_marked,
-    processes_matching,
     train,
     wait_gone,
 )
+from backend_problems import local_ray as start_local_ray  # noqa: E402
 from pytorch_es import OpenAIES, SerialEvaluator  # noqa: E402
 from pytorch_es.evaluation import MemberEvaluationError, WorkerSetupError, make_evaluator  # noqa: E402
-from pytorch_es.evaluation.ray_evaluator import LOOPBACK_NODE_IP, RayEvaluator, is_loopback  # noqa: E402
-
-TESTS = str(Path(__file__).resolve().parent)
+from pytorch_es.evaluation.ray_evaluator import RayEvaluator, is_loopback  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A real 2-CPU Ray on this machine; workers find the test problems on sys.path."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if ray.is_initialized():  # pragma: no cover - another module left Ray running
-        ray.shutdown()
-    ray.init(
-        num_cpus=2,
-        _node_ip_address=LOOPBACK_NODE_IP,  # not 127.0.0.1: Ray rewrites that
-        include_dashboard=False,
-        log_to_driver=False,
-        job_config=ray.job_config.JobConfig(code_search_path=[TESTS]),
-    )
-    session = ray._private.worker._global_node.get_session_dir_path()
-    yield
-    ray.shutdown()
-    assert wait_gone(processes_matching(session), 15) == [], "Ray processes left behind"
+    """A real 2-CPU Ray on this machine, for this module."""
+    with start_local_ray():
+        yield
 
 
 @pytest.fixture(scope="module")
