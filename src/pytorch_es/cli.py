@@ -551,8 +551,9 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _Terminated
 
 
-def _sigterm_after_training(signum: int, frame: object) -> None:
-    """SIGTERM once training has ended: the report and the closing of the workers finish."""
+def _signal_after_training(signum: int, frame: object) -> None:
+    """SIGINT or SIGTERM once training has ended: the report and the closing of the workers
+    finish (the run has saved what it will save; a signal storm must not cut its report)."""
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -569,7 +570,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        if previous_sigint is not None and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        if previous_sigint is not None:
             signal.signal(signal.SIGINT, previous_sigint)
 
 
@@ -693,12 +694,11 @@ def _train(args: argparse.Namespace) -> int:
             evaluator.start()  # worker start-up (a second or more) out of the first timed generation
         first_generation = trainer.generation
         if threading.current_thread() is threading.main_thread():
-            # Trainer.run handles SIGTERM while it runs and restores this on return: from then
-            # on the run has reported its end (or is about to), so a storm must not unwind it
-            signal.signal(signal.SIGTERM, _sigterm_after_training)
+            # Trainer.run handles SIGINT and SIGTERM while it runs and restores these on return:
+            # from then on the run has ended and its report is next (cmd_train restores both)
+            signal.signal(signal.SIGINT, _signal_after_training)
+            signal.signal(signal.SIGTERM, _signal_after_training)
         result = trainer.run(config["generations"])
-        if result.reason in ("interrupted", "terminated"):
-            _ignore_further_interrupts()
         # reported before closing: a 2nd SIGTERM while the workers stop still finds it printed
         return _report(
             result, config, directory, trained=result.generation > first_generation, saved=checkpointer.saved_generation
@@ -799,13 +799,6 @@ def _describe(evaluator: Any, timeout: float | None = None) -> str:
         used = getattr(evaluator, "timeout", None) is not None
         text += f", timeout {timeout:g} s per task" if used else f" (--timeout {timeout:g} unused: runs in-process)"
     return text
-
-
-def _ignore_further_interrupts() -> None:
-    """After an interrupted run has saved: more Ctrl-C (a signal storm) must not turn the
-    report and the closing of the workers into a traceback. Restored by cmd_train."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _checkpoint_note(directory: Path, generation: int, saved: int | None) -> tuple[str, bool]:
