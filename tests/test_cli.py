@@ -66,7 +66,7 @@ def test_train_writes_the_run_directory(run_dir):
     assert {"config.json", "metrics.csv", "policy.safetensors", "policy.json", "checkpoint.pt"} <= names
     assert "checkpoint.prev.pt" in names and "tensorboard" in names
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["env_id"] == "CartPole-v1" and config["population"] == 32 and config["seed"] == 1
+    assert config["env_id"] == "CartPole-v1" and config["strategy"]["population_size"] == 32 and config["seed"] == 1
     assert config["target"] is None
     rows = read_metrics(run_dir / "metrics.csv")
     assert [r["generation"] for r in rows] == list(range(1, 7))
@@ -328,20 +328,20 @@ def test_timeout_is_recorded_and_may_change_on_resume(capsys, tmp_path):
     code, _, err = run_cli(capsys, *argv, "--backend", "processes", "--workers", "2", "--timeout", "60")
     assert code == 0, err
     config = json.loads((run / "config.json").read_text())
-    assert config["timeout"] == 60.0 and config["backend"] == "processes"
-    assert load_checkpoint(run / "checkpoint.pt")["config"]["timeout"] == 60.0
+    assert config["evaluation"]["timeout"] == 60.0 and config["evaluation"]["backend"] == "processes"
+    assert load_checkpoint(run / "checkpoint.pt")["config"]["evaluation"]["timeout"] == 60.0
     assert [r["generation"] for r in read_metrics(run / "metrics.csv")] == [1, 2]
 
     code, _, err = run_cli(capsys, "train", "--resume", str(run), "--generations", "3", "--timeout", "30", "--quiet")
     assert code == 0, err
-    assert json.loads((run / "config.json").read_text())["timeout"] == 30.0
+    assert json.loads((run / "config.json").read_text())["evaluation"]["timeout"] == 30.0
     # another backend: the run's timeout is dropped, unless given again (then refused)
     code, _, err = run_cli(capsys, "train", "--resume", str(run), "--backend", "serial", "--timeout", "5")
     assert_one_line_error(code, err, "--timeout applies to --backend processes and ray")
     code, _, err = run_cli(capsys, "train", "--resume", str(run), "--generations", "4", "--backend", "serial")
     assert code == 0, err
     config = json.loads((run / "config.json").read_text())
-    assert config["timeout"] is None and config["backend"] == "serial"
+    assert config["evaluation"]["timeout"] is None and config["evaluation"]["backend"] == "serial"
     code, _, err = run_cli(capsys, "train", "--resume", str(run), "--timeout", "5", "--quiet")
     assert_one_line_error(code, err, "--timeout", "a serial evaluation")
     assert [r["generation"] for r in read_metrics(run / "metrics.csv")] == [1, 2, 3, 4]

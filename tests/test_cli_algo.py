@@ -33,7 +33,7 @@ def test_train_and_resume_are_bit_identical(algo, tmp_path):
     assert main(["train", *BASE, "--algo", algo, "--generations", "2", "--out", str(split)]) == 0
     assert main(["train", "--resume", str(split), "--generations", "4", "--quiet"]) == 0
     a, b = load_checkpoint(straight / "checkpoint.pt"), load_checkpoint(split / "checkpoint.pt")
-    assert a["config"]["algo"] == algo
+    assert a["config"]["strategy"]["name"] == algo
     sa, sb = a["state"]["strategy"], b["state"]["strategy"]
     assert sa["strategy"] == algo and torch.equal(sa["center"], sb["center"])
     rows_a, rows_b = read_metrics(straight / "metrics.csv"), read_metrics(split / "metrics.csv")

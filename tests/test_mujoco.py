@@ -76,9 +76,9 @@ def test_config_json_records_the_reward_shift_and_resume_keeps_it(capsys, tmp_pa
     assert code == 0, err
     assert err == ""  # Hopper pays a survival bonus: no warning
     config = json.loads((run / "config.json").read_text())
-    assert config["reward_shift"] == 1.0
+    assert config["problem"]["reward_shift"] == 1.0
     code, _, err = run_cli(capsys, "train", "--resume", str(run), "--reward-shift", "0", "--generations", "2")
-    assert_one_line_error(code, err, "reward_shift")
+    assert_one_line_error(code, err, "--reward-shift")
     code, _, err = run_cli(capsys, "train", "--resume", str(run), "--generations", "2", "--quiet")
     assert code == 0, err
     assert len(_metrics(run)) == 2

@@ -86,20 +86,37 @@ def test_the_cli_warns_once_for_a_shift_on_an_env_without_survival_bonus(capsys,
     assert len(lines) == 1 and lines[0].startswith("pytorch-es train: warning: reward_shift 1 on CartPole-v1")
 
 
+def _as_release_0_2(config: dict) -> dict:
+    """A nested config as release 0.2 wrote it: flat, with the old key names."""
+    from pytorch_es.training.config import LEGACY_KEYS, flatten_config
+
+    flat = flatten_config(config)
+    old = {key: value for key, value in flat.items() if "." not in key and key != "out"}
+    old.update({legacy: flat[key] for legacy, key in LEGACY_KEYS.items()})
+    return old
+
+
 def test_a_run_from_before_the_option_resumes_with_no_shift(capsys, tmp_path):
     import json
 
     from cli_helpers import run_cli
+    from pytorch_es.training.checkpoint import load_checkpoint, save_checkpoint
 
     run = tmp_path / "run"
     small = ["--population", "8", "--test-episodes", "2", "--quiet", "--target", "none", "--hidden", "none"]
     code, _, err = run_cli(capsys, "train", "CartPole-v1", *small, "--generations", "1", "--out", str(run))
     assert code == 0, err
     config = json.loads((run / "config.json").read_text())
-    assert config["reward_shift"] == 0.0
-    del config["reward_shift"]  # as an older version wrote it
-    (run / "config.json").write_text(json.dumps(config))
+    assert config["problem"]["reward_shift"] == 0.0
+    old = _as_release_0_2(config)
+    del old["reward_shift"], old["algo"]  # as an older version wrote it (flat, before --reward-shift, --algo)
+    (run / "config.json").write_text(json.dumps(old))
+    payload = load_checkpoint(run / "checkpoint.pt")
+    save_checkpoint(run / "checkpoint.pt", payload["state"], old, keep_previous=False)
     code, _, err = run_cli(capsys, "train", "--resume", str(run), "--generations", "2", "--reward-shift", "0",
                            "--quiet")
     assert code == 0, err
-    assert json.loads((run / "config.json").read_text())["reward_shift"] == 0.0
+    config = json.loads((run / "config.json").read_text())
+    assert config["problem"]["reward_shift"] == 0.0 and config["strategy"]["population_size"] == 8
+    code, _, err = run_cli(capsys, "train", "--resume", str(run), "--reward-shift", "1", "--quiet")
+    assert code != 0 and "--reward-shift: checkpoint has 0.0, this run has 1.0" in err

@@ -34,8 +34,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     from pytorch_es.evolution_module import EvolutionModule
     from pytorch_es.io import UnsafeOrCorruptFileError, load_weights, save_weights
     from pytorch_es.strategies import ClipUp, OpenAIES, Strategy
+    from pytorch_es.training.config import TrainConfig, resolve_config
+    from pytorch_es.training.session import Run, RunResult, train
 
-__version__ = "0.2.0"
+from pytorch_es._version import __version__ as __version__
 
 # public name -> the submodule that defines it
 _EXPORTS = {
@@ -61,6 +63,11 @@ _EXPORTS = {
     "ClipUp": "pytorch_es.strategies",
     "OpenAIES": "pytorch_es.strategies",
     "Strategy": "pytorch_es.strategies",
+    "TrainConfig": "pytorch_es.training.config",
+    "resolve_config": "pytorch_es.training.config",
+    "Run": "pytorch_es.training.session",
+    "RunResult": "pytorch_es.training.session",
+    "train": "pytorch_es.training.session",
 }
 # submodules that ``import pytorch_es`` used to import eagerly: ``pytorch_es.core`` etc.
 # still work as attributes after a bare ``import pytorch_es``
@@ -77,15 +84,20 @@ __all__ = [
     "OpenAIES",
     "Population",
     "Problem",
+    "Run",
+    "RunResult",
     "SerialEvaluator",
     "Strategy",
     "ThreadEvaluator",
+    "TrainConfig",
     "UnsafeOrCorruptFileError",
     "centered_ranks",
     "flatten",
     "load_weights",
     "raw",
+    "resolve_config",
     "save_weights",
+    "train",
     "unflatten",
     "write_back",
     "z_score",

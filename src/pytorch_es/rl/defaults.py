@@ -1,51 +1,54 @@
-"""Tuned hyperparameters per env (measured in ``benchmarks/rl.py``), and a generic fallback.
+"""``get_defaults(env_id)``: the OpenAI-ES settings of an env as one flat record.
 
-``get_defaults(env_id)`` returns an :class:`RLDefaults`; the CLI uses it for every
-option the user did not set.
+The settings themselves live in the preset files (:mod:`pytorch_es.rl.presets`); this
+flat view is kept for code written against the first release. A whole run is described by
+:class:`pytorch_es.training.TrainConfig`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from pytorch_es.rl.presets import NONE, available_presets, defaults_for
 
 __all__ = ["DEFAULTS", "GENERIC", "RLDefaults", "get_defaults"]
 
 
 @dataclass(frozen=True)
 class RLDefaults:
-    """Hyperparameters of an OpenAI-ES run on one env.
+    """Hyperparameters of a run on one env (flat; the preset files' values).
 
     Attributes:
-        population: members per generation.
+        population: members per generation (``strategy.population_size``).
         sigma: perturbation scale.
         lr: learning rate of ``optimizer``.
-        optimizer: ``"sgd"``, ``"adam"`` or ``"clipup"`` (see ``OpenAIES``).
+        optimizer: ``"sgd"``, ``"adam"``, ``"clipup"``, or ``None`` for a strategy without one.
         hidden: MLP hidden sizes.
         activation: MLP activation.
-        episodes: episodes per member per generation.
+        episodes: episodes per member per generation (``problem.episodes_per_member``).
         max_steps: training step limit per episode (``None``: the env's).
         generations: generation budget.
         target: stop when the greedy test mean reaches this (``None``: the env's
             ``reward_threshold``).
         obs_norm: running observation normalisation.
-        fitness_shaping: ``"centered_ranks"``, ``"z_score"`` or ``"raw"``.
+        fitness_shaping: ``"centered_ranks"``, ``"z_score"``, ``"raw"``, ``"nes"`` or ``None``.
         test_episodes: episodes of the greedy test of the center.
     """
 
-    population: int = 128
-    sigma: float = 0.05
-    lr: float = 0.03
-    optimizer: str = "adam"
-    hidden: tuple[int, ...] = (64,)
-    activation: str = "tanh"
-    episodes: int = 1
-    max_steps: int | None = None
-    generations: int = 500
-    target: float | None = None
-    obs_norm: bool = True
-    fitness_shaping: str = "centered_ranks"
-    test_episodes: int = 100
+    population: int
+    sigma: float
+    lr: float
+    optimizer: str | None
+    hidden: tuple[int, ...]
+    activation: str
+    episodes: int
+    max_steps: int | None
+    generations: int
+    target: float | None
+    obs_norm: bool
+    fitness_shaping: str | None
+    test_episodes: int
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -53,39 +56,43 @@ class RLDefaults:
         return data
 
 
-GENERIC = RLDefaults()
+def _none(value: Any) -> Any:
+    return None if value == NONE else value
 
-DEFAULTS: dict[str, RLDefaults] = {
-    # A linear policy on normalised observations, plain SGD (Adam's first steps are
-    # sign-like and scramble the direction a linear policy needs), full-length training
-    # episodes: solved on 100 of 100 fresh random seeds, median 3 generations
-    # (benchmarks/rl.py). Shorter training episodes stall: once every member reaches the
-    # cap, all rewards tie and the update is zero (a 150-step cap failed on 4 of 50 seeds).
-    "CartPole-v1": RLDefaults(
-        population=512, sigma=0.1, lr=0.2, optimizer="sgd", hidden=(), activation="tanh",
-        episodes=1, max_steps=None, generations=100, target=475.0, obs_norm=True,
-    ),
-    # Also linear on normalised observations with plain SGD; 4 episodes per member (the
-    # starts vary a lot: with 2, one seed in five wandered for 80+ generations); sigma
-    # 0.2 (with 0.1 the weights outgrew the noise on 2 seeds in 5 and every member
-    # played the same episode for dozens of generations).
-    "LunarLander-v3": RLDefaults(
-        population=64, sigma=0.2, lr=0.2, optimizer="sgd", hidden=(), activation="tanh",
-        episodes=4, max_steps=None, generations=1000, target=200.0, obs_norm=True,
-    ),
-}
+
+def flat_defaults(env_id: str, algo: str = "openai-es") -> RLDefaults:
+    """The settings of strategy ``algo`` on ``env_id`` (see ``defaults_for``), flat."""
+    settings, _ = defaults_for(env_id, algo)
+    strategy, policy, problem = settings["strategy"], settings["policy"], settings["problem"]
+    target = _none(settings.get("target"))
+    return RLDefaults(
+        population=strategy["population_size"], sigma=strategy["sigma"], lr=strategy["lr"],
+        optimizer=_none(strategy["optimizer"]), fitness_shaping=_none(strategy["fitness_shaping"]),
+        hidden=tuple(policy["hidden"]), activation=policy["activation"],
+        episodes=problem["episodes_per_member"], max_steps=_none(problem["max_steps"]),
+        generations=settings["generations"], target=None if target is None else float(target),
+        obs_norm=problem["obs_norm"], test_episodes=settings["test_episodes"],
+    )
 
 
 def get_defaults(env_id: str) -> RLDefaults:
-    """The tuned defaults of ``env_id``, else :data:`GENERIC` with the env's reward
-    threshold as target."""
-    if env_id in DEFAULTS:
-        return DEFAULTS[env_id]
-    try:
-        import gymnasium as gym
+    """The OpenAI-ES settings of ``env_id``: its preset, else the generic ones with the
+    env's reward threshold as target."""
+    defaults = flat_defaults(env_id)
+    if defaults.target is not None:
+        return defaults
+    from dataclasses import replace
 
-        spec = gym.spec(env_id)
-        target = None if spec.reward_threshold is None else float(spec.reward_threshold)
+    from pytorch_es.rl.envs import reward_threshold
+
+    try:
+        target = reward_threshold(env_id)
     except Exception:  # unknown ids are reported by check_env_id where they are used
         target = None
-    return replace(GENERIC, target=target)
+    return replace(defaults, target=target)
+
+
+GENERIC = flat_defaults("")  # no env has the empty id: the generic settings
+DEFAULTS: dict[str, RLDefaults] = {
+    preset.env_id: flat_defaults(preset.env_id) for preset in available_presets() if preset.algo == "openai-es"
+}
