@@ -43,8 +43,8 @@ from pytorch_es import OpenAIES, SerialEvaluator
 from pytorch_es.core.population import Population
 from pytorch_es.evaluation import Evaluation, Evaluator, Problem, ProcessEvaluator
 from pytorch_es.evaluation.base import GenerationResult, combine
-from pytorch_es.evaluation.pool import split_indices
 from pytorch_es.evaluation.processes import available_cores
+from pytorch_es.evaluation.scheduler import split_indices
 
 
 class FirstCoordinate(Problem):

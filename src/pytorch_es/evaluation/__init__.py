@@ -1,5 +1,6 @@
 """Evaluators: where a population's members are scored."""
 
+from pytorch_es.evaluation.backend import WorkerSetupError
 from pytorch_es.evaluation.base import (
     BatchFunctionProblem,
     Evaluation,
@@ -11,7 +12,6 @@ from pytorch_es.evaluation.base import (
     SerialEvaluator,
 )
 from pytorch_es.evaluation.factory import make_evaluator, resolve_backend
-from pytorch_es.evaluation.pool import WorkerSetupError
 from pytorch_es.evaluation.processes import ProcessEvaluator
 from pytorch_es.evaluation.threads import ThreadEvaluator
 

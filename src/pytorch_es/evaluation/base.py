@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
+from pytorch_es.core.checks import check_reward
 from pytorch_es.core.population import Population
-from pytorch_es.strategies.base import check_reward
 
 
 class MemberEvaluationError(RuntimeError):

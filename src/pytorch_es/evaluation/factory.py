@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from pytorch_es.core.checks import check_int, check_timeout
 from pytorch_es.evaluation.base import BatchFunctionProblem, Evaluator, Problem, SerialEvaluator
-from pytorch_es.evaluation.pool import check_timeout, check_workers
 from pytorch_es.evaluation.processes import ProcessEvaluator, available_cores
 from pytorch_es.evaluation.threads import ThreadEvaluator
 
@@ -62,7 +62,7 @@ def resolve_backend(
     if not isinstance(backend, str) or backend.lower() not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     backend = backend.lower()
-    workers = check_workers(workers)
+    workers = check_int("workers", workers, allow_none=True)
     if ray_address is not None and backend not in ("auto", "ray"):
         raise ValueError(f"ray_address is only used with backend 'ray' (or 'auto'), not {backend!r}")
     if backend != "auto":

@@ -5,9 +5,9 @@ forked from a server process that imported torch once but never ran it, so start
 or replacing a worker takes milliseconds and no thread pool or CUDA state is
 inherited; else ``spawn``) connected to the driver by a pipe. The center is
 written once per generation into one block of shared memory that every worker
-reads; the pipe carries only the scalars of :class:`~pytorch_es.evaluation.pool.GenerationSetup`
+reads; the pipe carries only the scalars of :class:`~pytorch_es.evaluation.wire.GenerationSetup`
 and the member index ranges (a few hundred bytes per worker per generation).
-Scheduling, retries and timeouts are in :mod:`pytorch_es.evaluation.pool`.
+Scheduling, retries and timeouts are in :mod:`pytorch_es.evaluation.scheduler`.
 """
 
 from __future__ import annotations
@@ -32,20 +32,11 @@ from typing import Any
 
 import torch
 
-from pytorch_es.evaluation.pool import (
-    Event,
-    GenerationSetup,
-    PoolEvaluator,
-    Task,
-    WorkerBackend,
-    WorkerGoneError,
-    WorkerRuntime,
-    WorkerSetupError,
-    center_bytes,
-    center_from_bytes,
-    check_count,
-    check_workers,
-)
+from pytorch_es.core.checks import check_int
+from pytorch_es.evaluation.backend import Event, WorkerBackend, WorkerGoneError, WorkerSetupError
+from pytorch_es.evaluation.scheduler import PoolEvaluator
+from pytorch_es.evaluation.wire import GenerationSetup, Task, center_bytes, center_from_bytes
+from pytorch_es.evaluation.worker import WorkerRuntime
 
 PRELOAD = "pytorch_es.evaluation.processes"
 SPAWN_ATTEMPTS = 4
@@ -332,8 +323,8 @@ class ProcessEvaluator(PoolEvaluator):
     For envs that cannot be vectorised in numpy (Box2D, MuJoCo): each process runs
     chunks of members (``problem.evaluate(population, chunk)``). Per generation the
     center goes once into shared memory and each worker gets only scalars and index
-    ranges; see :mod:`pytorch_es.evaluation.pool` for what travels and for the
-    failure behaviour.
+    ranges; see :mod:`pytorch_es.evaluation.wire` for what travels and
+    :mod:`pytorch_es.evaluation.scheduler` for the failure behaviour.
 
     Args:
         workers: number of processes (default: the cores this process may use).
@@ -364,13 +355,13 @@ class ProcessEvaluator(PoolEvaluator):
         threads_per_worker: int = 1,
         start_timeout: float = 120.0,
     ) -> None:
-        workers = check_workers(workers)
+        workers = check_int("workers", workers, allow_none=True)
         start_method = default_start_method() if start_method is None else start_method
         if start_method not in multiprocessing.get_all_start_methods():
             raise ValueError(
                 f"start_method must be one of {multiprocessing.get_all_start_methods()}, got {start_method!r}"
             )
-        check_count(threads_per_worker, "threads_per_worker")
+        check_int("threads_per_worker", threads_per_worker)
         super().__init__(
             _ProcessBackend(start_method, threads_per_worker),
             workers if workers is not None else available_cores(),

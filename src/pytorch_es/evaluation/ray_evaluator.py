@@ -3,7 +3,7 @@
 The center is put into Ray's object store once per generation (``ray.put``); each
 actor fetches it from its node's store (one transfer per node, shared by the actors
 there) and gets, per generation, only the scalars of a
-:class:`~pytorch_es.evaluation.pool.GenerationSetup` and its member index ranges.
+:class:`~pytorch_es.evaluation.wire.GenerationSetup` and its member index ranges.
 Actors are created with ``max_restarts=0``: the pool itself replaces a dead actor,
 so it can count crashes per member and re-run exactly the lost chunk.
 """
@@ -24,21 +24,13 @@ from urllib.parse import urlparse
 
 import torch
 
+from pytorch_es.core.checks import check_int, check_positive
 from pytorch_es.evaluation import listening
-from pytorch_es.evaluation.pool import (
-    Event,
-    GenerationSetup,
-    PoolEvaluator,
-    Task,
-    WorkerBackend,
-    WorkerGoneError,
-    WorkerRuntime,
-    center_bytes,
-    center_from_bytes,
-    check_count,
-    check_workers,
-)
+from pytorch_es.evaluation.backend import Event, WorkerBackend, WorkerGoneError
 from pytorch_es.evaluation.processes import available_cores
+from pytorch_es.evaluation.scheduler import PoolEvaluator
+from pytorch_es.evaluation.wire import GenerationSetup, Task, center_bytes, center_from_bytes
+from pytorch_es.evaluation.worker import WorkerRuntime
 
 
 def _import_ray() -> Any:
@@ -283,7 +275,7 @@ class RayEvaluator(PoolEvaluator):
             below), shut down again by :meth:`close`.
         timeout: seconds one chunk may take before its actor is killed and replaced.
         max_crashes, chunks_per_worker, start_timeout: see
-            :class:`~pytorch_es.evaluation.pool.PoolEvaluator`.
+            :class:`~pytorch_es.evaluation.scheduler.PoolEvaluator`.
         num_cpus_per_worker: Ray CPUs reserved per actor (default 1).
         threads_per_worker: ``torch.set_num_threads`` in each actor (default 1).
         init_kwargs: extra ``ray.init`` arguments (e.g. ``runtime_env``), used only
@@ -298,7 +290,7 @@ class RayEvaluator(PoolEvaluator):
             checked: securing a cluster is its owner's job (docs/cluster.md, Security).
 
     An actor killed mid-generation is replaced and its members re-evaluated; see
-    :mod:`pytorch_es.evaluation.pool`. The problem is pickled once (cloudpickle) and put
+    :mod:`pytorch_es.evaluation.scheduler`. The problem is pickled once (cloudpickle) and put
     into the object store once; its code must be importable on every node.
     """
 
@@ -316,14 +308,11 @@ class RayEvaluator(PoolEvaluator):
         init_kwargs: dict[str, Any] | None = None,
         allow_network: bool = False,
     ) -> None:
-        workers = check_workers(workers)
+        workers = check_int("workers", workers, allow_none=True)
         if address is not None and (not isinstance(address, str) or not address.strip()):
             raise ValueError(f"address (ray_address) must be a non-empty 'host:port' string, got {address!r}")
-        if isinstance(num_cpus_per_worker, bool) or not isinstance(num_cpus_per_worker, (int, float)) or (
-            num_cpus_per_worker <= 0
-        ):
-            raise ValueError(f"num_cpus_per_worker must be a number > 0, got {num_cpus_per_worker!r}")
-        check_count(threads_per_worker, "threads_per_worker")
+        check_positive("num_cpus_per_worker", num_cpus_per_worker)
+        check_int("threads_per_worker", threads_per_worker)
         if not isinstance(allow_network, bool):
             raise TypeError(f"allow_network must be a bool, got {type(allow_network).__name__}")
         ray = _import_ray()

@@ -19,6 +19,7 @@ import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from typing import Any
 
+from pytorch_es.core.checks import check_int
 from pytorch_es.core.population import Population
 from pytorch_es.evaluation.base import Evaluator, GenerationResult, Problem, combine
 
@@ -74,9 +75,7 @@ class ThreadEvaluator(Evaluator):
     """
 
     def __init__(self, threads: int = 4) -> None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads (threadcount) must be an int >= 1, got {threads!r}")
-        self.threads = threads
+        self.threads = check_int("threads (threadcount)", threads)
         self._pool: _DaemonPool | None = None
         self.abandoned_threads = 0
 

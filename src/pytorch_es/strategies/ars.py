@@ -19,8 +19,9 @@ from typing import Any
 
 import torch
 
+from pytorch_es.core.checks import check_positive
 from pytorch_es.core.population import Population
-from pytorch_es.strategies.base import Hyperparameters, Strategy, check_positive
+from pytorch_es.strategies.base import Hyperparameters, Strategy
 
 
 class ARS(Strategy):
@@ -38,10 +39,11 @@ class ARS(Strategy):
             raise ValueError(f"ARS needs an even population_size (pairs +-delta), got {self.population_size}")
         directions = self.population_size // 2
         top = directions if top_directions is None else top_directions
-        if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= directions:
-            raise ValueError(
-                f"top_directions must be an int in [1, {directions}] (population_size / 2 directions), got {top!r}"
-            )
+        expected = f"top_directions must be an int in [1, {directions}] (population_size / 2 directions)"
+        if isinstance(top, bool) or not isinstance(top, int):
+            raise TypeError(f"{expected}, got {type(top).__name__} ({top!r})")
+        if not 1 <= top <= directions:
+            raise ValueError(f"{expected}, got {top!r}")
         self.top_directions = top
         self.sigma = check_positive("sigma", sigma)
         self.optimizer = Hyperparameters(lr=check_positive("lr", lr, allow_zero=True))

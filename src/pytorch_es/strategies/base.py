@@ -25,7 +25,6 @@ current generation.
 
 from __future__ import annotations
 
-import numbers
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -34,57 +33,18 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from pytorch_es.core.checks import (  # noqa: F401 - check_decay, check_fraction: re-exported for older imports
+    check_decay,
+    check_device,
+    check_fraction,
+    check_population_size,
+    check_positive,
+    check_reward,
+)
 from pytorch_es.core.noise import NoiseTable, default_table_size
 from pytorch_es.core.parameters import ParametersLike, flatten
 from pytorch_es.core.population import Population, scale_stats
 from pytorch_es.core.shaping import FITNESS_SHAPINGS, FitnessShaping, get_fitness_shaping
-
-
-def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a float, or raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
-    return value
-
-
-def check_fraction(name: str, value: float, *, closed: bool = True) -> float:
-    """A number in (0, 1] (or (0, 1) when not ``closed``)."""
-    value = check_positive(name, value)
-    if value > 1.0 or (value == 1.0 and not closed):
-        raise ValueError(f"{name} must be in (0, {'1]' if closed else '1)'}, got {value}")
-    return value
-
-
-def check_decay(name: str, value: float) -> float:
-    """A multiplicative per-iteration decay must lie in (0, 1]."""
-    return check_fraction(name, value)
-
-
-def check_population_size(population_size: int, minimum: int = 2) -> int:
-    if isinstance(population_size, bool) or not isinstance(population_size, int):
-        raise TypeError(f"population_size must be an int, got {type(population_size).__name__}")
-    if population_size < minimum:
-        raise ValueError(f"population_size must be >= {minimum}, got {population_size}")
-    return population_size
-
-
-def check_device(device: torch.device | str) -> torch.device:
-    """``device`` as a torch.device that can hold tensors here, or a clear ValueError."""
-    try:
-        device = torch.device(device)
-        torch.empty(1, device=device)
-    except Exception as error:
-        raise ValueError(
-            f"device={str(device)!r} cannot be used here ({type(error).__name__}: {error}); "
-            "use device='cpu' or a device this torch build supports"
-            + (" (torch.cuda.is_available() is False)" if "cuda" in str(device) else "")
-        ) from None
-    return device
 
 
 def as_scale(name: str, value: float | torch.Tensor, center: torch.Tensor) -> torch.Tensor:
@@ -442,29 +402,6 @@ def check_optimizer_state(optimizer: Optimizer, state: Any) -> None:
                 f"optimizer state is not for this {type(optimizer).__name__}: it lacks {lacking} "
                 "(was it saved with another optimizer?)"
             )
-
-
-def check_reward(value: object, member: int | str) -> float:
-    """Return ``value`` as a finite float, or raise naming the member (an index or a label)."""
-    who = f"member {member}" if isinstance(member, int) else member
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise TypeError(
-                f"reward of {who} is a tensor of shape {tuple(value.shape)}; "
-                "expected a single number"
-            )
-        value = value.item()
-    elif hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalar
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"reward of {who} must be a real number, got {type(value).__name__} "
-            f"({value!r})"
-        )
-    value = float(value)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"reward of {who} is {value}; rewards must be finite")
-    return value
 
 
 def as_reward_tensor(rewards: Sequence[float] | torch.Tensor, population_size: int) -> torch.Tensor:

@@ -19,17 +19,11 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from pytorch_es.core.checks import check_decay, check_population_size, check_positive  # noqa: F401 - re-exported
 from pytorch_es.core.parameters import ParametersLike
 from pytorch_es.core.population import Population
 from pytorch_es.core.shaping import FitnessShaping
-from pytorch_es.strategies.base import (  # noqa: F401 - re-exported for older imports
-    Strategy,
-    as_reward_tensor,
-    check_decay,
-    check_population_size,
-    check_positive,
-    new_seed,
-)
+from pytorch_es.strategies.base import Strategy, as_reward_tensor, new_seed  # noqa: F401 - re-exported
 from pytorch_es.strategies.clipup import ClipUp
 
 OptimizerFactory = Callable[[list[torch.Tensor]], Optimizer]

@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 
+from pytorch_es.core.checks import check_fraction, check_positive
 from pytorch_es.core.population import Population
-from pytorch_es.strategies.base import Strategy, as_scale, check_fraction, check_positive
+from pytorch_es.strategies.base import Strategy, as_scale
 from pytorch_es.strategies.openai_es import make_optimizer
 
 

@@ -30,9 +30,9 @@ from typing import Any
 
 import torch
 
+from pytorch_es.core.checks import check_population_size, check_positive
 from pytorch_es.core.noise import mix_seed
 from pytorch_es.core.population import Population
-from pytorch_es.strategies.base import check_population_size, check_positive
 from pytorch_es.strategies.cma_es import CMAES, cma_parameters
 
 

@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
+from pytorch_es.core.checks import check_positive
 from pytorch_es.core.population import Population
-from pytorch_es.strategies.base import Hyperparameters, Strategy, as_scale, check_positive
+from pytorch_es.strategies.base import Hyperparameters, Strategy, as_scale
 
 
 def snes_population_size(dim: int) -> int:

@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
+from pytorch_es.core.checks import check_positive
 from pytorch_es.core.population import MAX_TRANSFORM_DIM, Population
-from pytorch_es.strategies.base import Hyperparameters, Strategy, check_positive
+from pytorch_es.strategies.base import Hyperparameters, Strategy
 
 
 class XNES(Strategy):
