@@ -140,8 +140,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except ImportError:  # pragma: no cover - gymnasium is needed by train/eval/play only
         pass
     if args.command != "plot":  # torch is imported anyway; plot stays light
+        from pytorch_es.evaluation.backend import WorkerSetupError
         from pytorch_es.evaluation.base import MemberEvaluationError
-        from pytorch_es.evaluation.pool import WorkerSetupError
 
         known = (*known, MemberEvaluationError, WorkerSetupError)  # one line, the traceback under PYTORCH_ES_DEBUG
     debug = os.environ.get("PYTORCH_ES_DEBUG") not in (None, "", "0")
