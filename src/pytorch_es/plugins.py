@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["declare", "declared", "load"]
+__all__ = ["declare", "declared", "generation", "load"]
 
 REGISTRIES = ("parameter_sources", "policy_kinds")
 
 _DECLARED: dict[str, dict[str, str]] = {registry: {} for registry in REGISTRIES}
 _LOADED: set[tuple[str, str]] = set()
+_GENERATION = [0]  # bumped by every declaration: registries may cache what they did not find
 
 
 def _check(registry: str, key: str) -> None:
@@ -45,6 +46,12 @@ def declare(registry: str, key: str, module: str) -> None:
     if not isinstance(module, str) or not module:
         raise TypeError(f"module must be a non-empty module name, got {module!r}")
     _DECLARED[registry][key] = module
+    _GENERATION[0] += 1
+
+
+def generation() -> int:
+    """A counter that every :func:`declare` increments (a cached miss is stale once it moves)."""
+    return _GENERATION[0]
 
 
 def declared(registry: str) -> dict[str, str]:

@@ -29,7 +29,8 @@ ParametersLike = nn.Module | Iterable[torch.Tensor]
 ParameterSource = Callable[[Any], Iterable[Any]]
 
 _SOURCES: dict[type, ParameterSource] = {}
-_FOUND: dict[type, ParameterSource | None] = {}  # per concrete type; cleared on registration
+# per concrete type: (plugins.generation() when looked up, the source or None); cleared on registration
+_FOUND: dict[type, tuple[int, ParameterSource | None]] = {}
 
 
 def register_parameter_source(cls: type, source: ParameterSource) -> None:
@@ -58,12 +59,13 @@ def parameter_source(obj: object) -> ParameterSource | None:
     keyed by the package's top-level name) imports that package first.
     """
     kind = type(obj)
-    if kind in _FOUND:
-        return _FOUND[kind]
+    cached = _FOUND.get(kind)
+    if cached is not None and (cached[1] is not None or cached[0] == plugins.generation()):
+        return cached[1]
     found = _lookup(kind)
     if found is None and any(plugins.load("parameter_sources", c.__module__.partition(".")[0]) for c in kind.__mro__):
         found = _lookup(kind)
-    _FOUND[kind] = found
+    _FOUND[kind] = (plugins.generation(), found)
     return found
 
 

@@ -112,10 +112,8 @@ class LoadedPolicy:
         ``actions=False`` returns the raw outputs (logits / pre-squash values)."""
         to_module = getattr(self.policy, "to_module", None)
         if to_module is None:
-            raise TypeError(
-                f"{type(self.policy).__name__} has no to_module(); a Keras policy exports its "
-                "weights with policy.to_model(vector)"
-            )
+            hint = "; it exports its weights with policy.to_model(vector)" if hasattr(self.policy, "to_model") else ""
+            raise TypeError(f"{type(self.policy).__name__} has no to_module(){hint}")
         return to_module(self._vector(), self.normalizer, actions=actions)
 
     def run_episode(self, env: Any, seed: int | None = None, **kwargs: Any) -> tuple[float, int]:
