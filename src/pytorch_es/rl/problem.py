@@ -32,7 +32,7 @@ import torch
 from pytorch_es.core.noise import mix_seed
 from pytorch_es.core.population import Population
 from pytorch_es.evaluation.base import Evaluation, Problem
-from pytorch_es.rl.artifact import POLICY_FORMAT, LoadedPolicy, from_config, policy_config  # noqa: F401
+from pytorch_es.rl.artifact import POLICY_FORMAT, LoadedPolicy, from_config, policy_config  # noqa: F401 - old home
 from pytorch_es.rl.envs import (
     VECTORIZATIONS,
     Batch,
@@ -46,6 +46,7 @@ from pytorch_es.rl.mlp import make_policy
 from pytorch_es.rl.normalization import ObservationNormalizer
 from pytorch_es.rl.policy import Policy
 from pytorch_es.rl.rollout import rollout_batch, run_episode
+from pytorch_es.rl.spaces import space_differences  # noqa: F401 - old home
 
 __all__ = [
     "ENV_SEED_TAG",
