@@ -80,7 +80,7 @@ def _from_source(source: ParameterSource, obj: object, name: str) -> list[Any]:
     try:
         return list(source(obj))
     except (TypeError, ValueError) as error:
-        raise type(error)(f"{name}: {error}") from None
+        raise (TypeError if isinstance(error, TypeError) else ValueError)(f"{name}: {error}") from None
 
 
 def as_parameter_list(parameters: ParametersLike, name: str = "parameters") -> list[torch.Tensor]:

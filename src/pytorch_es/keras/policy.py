@@ -34,6 +34,7 @@ from pytorch_es.rl.spaces import ACTION_MODES, ActionHead, space_from_config, sp
 
 __all__ = ["KerasPolicy", "keras_policy"]
 
+
 class _BoundKeras(BoundPolicy):
     """Members fixed for a rollout: the bound forward plus the action head."""
 
