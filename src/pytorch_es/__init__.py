@@ -39,6 +39,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
 
 from pytorch_es._version import __version__ as __version__
 
+# Optional packages that plug into the layers below (see pytorch_es.plugins): imported
+# the first time their objects are met, never by ``import pytorch_es`` itself.
+from pytorch_es import plugins as _plugins  # imports nothing
+
+_plugins.declare("parameter_sources", "keras", "pytorch_es.keras")  # Keras models and variables
+_plugins.declare("policy_kinds", "keras", "pytorch_es.keras.policy")  # policy.json of a Keras policy
+
 # public name -> the submodule that defines it
 _EXPORTS = {
     "NoiseTable": "pytorch_es.core",

@@ -1,4 +1,4 @@
-"""Safe, atomic files: weights and state dicts on disk.
+"""Safe, atomic files: weights and state dicts, JSON and safetensors files on disk.
 
 Everything is written to a temporary file in the target's directory, flushed and
 ``os.replace``-d into place, so a crash never leaves a half-written file. Loading
@@ -8,6 +8,8 @@ containers, and can never run code (pickle's arbitrary callables are refused).
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import pickle
 import tempfile
@@ -184,3 +186,67 @@ def load_weights(path: str | os.PathLike[str], *, max_bytes: int | None = None) 
                 f"{str(path)!r}: entry {index} of 'tensors' is a {type(tensor).__name__}, not a tensor"
             )
     return list(tensors)
+
+
+# ---- JSON and safetensors files (run directories, policy artifacts) ----------------------
+
+
+class RunDirectoryError(ValueError):
+    """A run directory, or a file in it, cannot be used (the message names it)."""
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    text = json.dumps(_json_safe(data), indent=2, sort_keys=False, allow_nan=False) + "\n"
+    return atomic_write(path, lambda file: file.write(text.encode()))
+
+
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a JSON object, or raise :class:`RunDirectoryError` naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirectoryError(f"{str(path)!r} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunDirectoryError(f"{str(path)!r} is not valid JSON (truncated or corrupted?): {error}") from None
+    except OSError as error:
+        raise RunDirectoryError(f"cannot read {str(path)!r}: {error.strerror or error}") from None
+    if not isinstance(data, dict):
+        raise RunDirectoryError(f"{str(path)!r} does not hold a JSON object")
+    return data
+
+
+def load_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read a safetensors file (never runs code), or raise naming the file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as safetensors_load
+
+    from pytorch_es.limits import LOAD_LIMIT_VARIABLE, format_bytes, max_load_bytes
+
+    path = Path(path)
+    try:
+        size, limit = path.stat().st_size, max_load_bytes()
+        if size > limit:
+            raise RunDirectoryError(
+                f"{str(path)!r} is {format_bytes(size)}, more than the {format_bytes(limit)} allowed "
+                f"(raise it with {LOAD_LIMIT_VARIABLE}=16G)"
+            )
+        data = path.read_bytes()
+    except OSError as error:
+        raise RunDirectoryError(f"cannot read {str(path)!r}: {error.strerror or error}") from None
+    try:
+        return safetensors_load(data)
+    except (SafetensorError, ValueError, RuntimeError, OverflowError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise RunDirectoryError(f"{str(path)!r} is truncated, corrupted or not a safetensors file ({reason})") from None

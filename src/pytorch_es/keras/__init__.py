@@ -13,6 +13,13 @@ and write back. This package adds what Keras needs on top:
 - :func:`keras_policy`: a Keras model as the policy of the Gymnasium problem
   (``pytorch_es.rl``).
 
+Importing this package registers Keras layers, models and variables as parameter sources
+(:func:`pytorch_es.core.parameters.register_parameter_source`: ``flatten``, ``write_back``,
+the strategies and ``EvolutionModule`` take a Keras model, in Keras order) and the
+``"keras"`` policy kind (:func:`pytorch_es.rl.register_policy`). ``import pytorch_es``
+declares it in :mod:`pytorch_es.plugins`, so it is imported the first time a Keras object
+or a Keras ``policy.json`` is met; the layers below never name it.
+
 Importing this package sets ``KERAS_BACKEND=torch`` when keras is not imported yet and
 the variable is unset; any other backend is a ``RuntimeError``.
 """

@@ -28,7 +28,7 @@ from typing import Any
 import keras  # the real, top-level Keras 3 (absolute import; this package is pytorch_es.keras)
 import torch
 
-from pytorch_es.core.parameters import as_parameter_list, flatten, unflatten
+from pytorch_es.core.parameters import as_parameter_list, flatten, register_parameter_source, unflatten
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
@@ -76,6 +76,27 @@ def trainable_tensors(model: keras.Layer) -> list[torch.Tensor]:
     ``EvolutionModule(model.trainable_weights, ...)`` does after each iteration.
     """
     return as_parameter_list(check_model(model).trainable_weights, "model.trainable_weights")
+
+
+def _layer_parameters(layer: keras.Layer) -> list[keras.Variable]:
+    """A Keras layer or model as parameters: its trainable weights, in Keras order (its
+    ``nn.Module.parameters()`` on the torch backend come sorted by name and include
+    non-trainable state such as BatchNorm statistics)."""
+    weights = list(layer.trainable_weights)
+    if not weights:
+        raise ValueError("the Keras model has no trainable weights (build it first, e.g. with keras.Input)")
+    return weights
+
+
+def _variable_parameters(variable: keras.Variable) -> list[torch.Tensor]:
+    """A Keras variable as parameters: the ``torch.nn.Parameter`` it holds (torch backend)."""
+    return [variable.value]
+
+
+# pytorch_es.core takes Keras models and variables wherever it takes parameters
+# (flatten, write_back, the strategies' centers, EvolutionModule)
+register_parameter_source(keras.Layer, _layer_parameters)
+register_parameter_source(keras.Variable, _variable_parameters)
 
 
 def model_to_vector(model: keras.Layer) -> torch.Tensor:

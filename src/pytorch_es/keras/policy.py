@@ -13,6 +13,8 @@ Action heads, applied to the model's output ``y`` (one row per member):
 - ``Box``: ``"clip"`` (default; give the model a ``tanh`` output for [-1, 1] bounds)
   clamps ``y`` to the bounds; ``"squash"`` maps ``y`` through ``tanh`` onto the finite
   bounds, ``low + (tanh(y) + 1) / 2 * (high - low)``, as ``MLPPolicy`` does.
+
+The head is the one every policy uses, :class:`pytorch_es.rl.spaces.ActionHead`.
 """
 
 from __future__ import annotations
@@ -26,13 +28,11 @@ import torch
 from gymnasium import spaces
 
 from pytorch_es.keras.adapter import BoundForward, KerasForward, check_model, model_to_vector, vector_to_model
-from pytorch_es.rl import BoundPolicy, Policy, check_spaces, register_policy
-from pytorch_es.rl.envs import env_spaces
-from pytorch_es.rl.policies import check_config_parameters, space_from_config, space_to_config
+from pytorch_es.rl.envs import check_spaces, env_spaces
+from pytorch_es.rl.policy import BoundPolicy, Policy, check_config_parameters, register_policy
+from pytorch_es.rl.spaces import ACTION_MODES, ActionHead, space_from_config, space_to_config
 
 __all__ = ["KerasPolicy", "keras_policy"]
-
-ACTION_MODES = ("clip", "squash")
 
 
 class _BoundKeras(BoundPolicy):
@@ -50,7 +50,7 @@ class _BoundKeras(BoundPolicy):
         n = obs.shape[0]
         inputs = obs.reshape(n, 1, *self.policy.input_shape)
         outputs = self.bound(inputs).reshape(n, -1)
-        return self.policy.head(outputs)
+        return self.policy.head.forward(outputs)  # no nn.Module call overhead on every env step
 
     def select(self, rows: torch.Tensor) -> BoundPolicy:
         return _BoundKeras(self.policy, self.bound.select(rows))
@@ -96,7 +96,7 @@ class KerasPolicy(Policy):
             self.num_outputs = int(action_space.n)
         else:
             self.num_outputs = int(np.prod(action_space.shape))
-        self.head = self._make_head()
+        self.head = ActionHead(action_space, action_mode)
         self._check_output_shape()
 
     # ---- construction helpers -------------------------------------------------------
@@ -116,26 +116,6 @@ class KerasPolicy(Policy):
                 f"the Keras model {self.model.name!r} has {got} outputs per observation, but the action "
                 f"space {self.action_space} needs {self.num_outputs}"
             )
-
-    def _make_head(self) -> Any:
-        space = self.action_space
-        if isinstance(space, spaces.Discrete):
-            start = int(space.start)
-            return (lambda y: y.argmax(-1)) if start == 0 else (lambda y: y.argmax(-1) + start)
-        shape = tuple(space.shape)
-        low = torch.as_tensor(np.asarray(space.low, np.float64).ravel(), dtype=torch.float32)
-        high = torch.as_tensor(np.asarray(space.high, np.float64).ravel(), dtype=torch.float32)
-        if self.action_mode == "clip":
-            return lambda y: torch.clamp(y.to(torch.float32), low, high).reshape(-1, *shape)
-        finite = torch.isfinite(low) & torch.isfinite(high)
-        half = torch.where(finite, (high - low) / 2, torch.ones_like(low))
-        middle = torch.where(finite, low + half, torch.zeros_like(low))
-
-        def squash(y: torch.Tensor) -> torch.Tensor:
-            y = y.to(torch.float32)
-            return torch.where(finite, torch.addcmul(middle, torch.tanh(y), half), y).reshape(-1, *shape)
-
-        return squash
 
     # ---- the Policy protocol ----------------------------------------------------------
 

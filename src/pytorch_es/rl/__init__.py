@@ -29,6 +29,8 @@ Public API (stable; the training loop and CLI build on it)::
         # .env_id .policy .normalizer .vector .config .evaluate(episodes, seed) .run_episode(env, seed)
         # tensors = safetensors.torch.load_file("policy.safetensors"); wrong names/shapes ->
         # ValueError showing both; weights are written as policy.named_parameters(center)
+    save_policy(directory, problem, vector, problem_state=None, **extra) -> (weights, json) paths
+    load_policy(directory) -> LoadedPolicy     # policy.json + policy.safetensors of a run directory
 
     Policy (ABC): .num_parameters, .forward(members (n, P), obs (n, obs_dim)) -> actions (n, ...),
         .initial_parameters(seed) -> (P,), .config() -> dict with "type",
@@ -39,6 +41,7 @@ Public API (stable; the training loop and CLI build on it)::
               action_mode="squash" | "clip", init_scale=0.1)
     make_policy(spec, observation_space, action_space) -> Policy
     register_policy(type_name, from_config_fn); policy_from_config(config) -> Policy
+    ActionHead(action_space, action_mode="squash")   # outputs -> env actions, every policy's last step
 
     ObservationNormalizer(shape, clip=5.0, epsilon=1e-8): .normalize(obs), .update(batch),
         .merge_moments(count, mean, m2), .state_dict()/.load_state_dict(), .to_config()/.from_config()
@@ -53,8 +56,16 @@ A *policy* is any object with ``num_parameters``, a batched ``forward(members, o
 (row ``i`` of ``members`` acts on row ``i`` of ``obs``), ``initial_parameters`` and a
 JSON ``config()``; :class:`MLPPolicy` is one, a Keras model wrapper can be another
 (subclass :class:`Policy`, ``register_policy`` its type to rebuild it from json).
+
+Modules: ``envs`` (env ids, spaces checks, sub-env batches), ``spaces`` (spaces <-> JSON,
+the action head), ``policy`` (the interface and the registry of policy kinds), ``mlp``
+(the MLP policy), ``kernels`` (its batched numpy forward), ``normalization``, ``rollout``,
+``problem`` (``GymProblem``), ``artifact`` (``policy.json`` / ``policy.safetensors``),
+``torch_problem`` / ``torch_envs`` (envs stepped in torch). ``policies`` re-exports the
+policy names of their old home.
 """
 
+from pytorch_es.rl.artifact import LoadedPolicy, from_config, load_policy, policy_config, save_policy
 from pytorch_es.rl.defaults import DEFAULTS, GENERIC, RLDefaults, get_defaults
 from pytorch_es.rl.envs import (
     check_env_id,
@@ -64,25 +75,12 @@ from pytorch_es.rl.envs import (
     max_episode_steps,
     reward_threshold,
 )
+from pytorch_es.rl.mlp import MLPPolicy, make_policy
 from pytorch_es.rl.normalization import ObservationNormalizer
-from pytorch_es.rl.policies import (
-    BoundPolicy,
-    MLPPolicy,
-    Policy,
-    make_policy,
-    policy_from_config,
-    register_policy,
-)
-from pytorch_es.rl.problem import (
-    GymProblem,
-    LoadedPolicy,
-    episode_seeds,
-    evaluate_policy,
-    from_config,
-    policy_config,
-    rollout_single,
-)
+from pytorch_es.rl.policy import BoundPolicy, Policy, policy_from_config, register_policy
+from pytorch_es.rl.problem import GymProblem, episode_seeds, evaluate_policy, rollout_single
 from pytorch_es.rl.rollout import rollout_batch, run_episode
+from pytorch_es.rl.spaces import ActionHead
 from pytorch_es.rl.torch_envs import TORCH_ENVS, TorchEnv, make_torch_env
 from pytorch_es.rl.torch_problem import TorchEnvProblem
 
@@ -90,6 +88,7 @@ __all__ = [
     "DEFAULTS",
     "GENERIC",
     "TORCH_ENVS",
+    "ActionHead",
     "BoundPolicy",
     "GymProblem",
     "LoadedPolicy",
@@ -105,6 +104,7 @@ __all__ = [
     "evaluate_policy",
     "from_config",
     "get_defaults",
+    "load_policy",
     "make_batch",
     "make_env",
     "make_policy",
@@ -117,4 +117,5 @@ __all__ = [
     "rollout_batch",
     "rollout_single",
     "run_episode",
+    "save_policy",
 ]

@@ -32,6 +32,7 @@ import torch
 from pytorch_es.core.noise import mix_seed
 from pytorch_es.core.population import Population
 from pytorch_es.evaluation.base import Evaluation, Problem
+from pytorch_es.rl.artifact import POLICY_FORMAT, LoadedPolicy, from_config, policy_config  # noqa: F401 - old home
 from pytorch_es.rl.envs import (
     VECTORIZATIONS,
     Batch,
@@ -41,24 +42,21 @@ from pytorch_es.rl.envs import (
     make_env,
     max_episode_steps,
 )
+from pytorch_es.rl.mlp import make_policy
 from pytorch_es.rl.normalization import ObservationNormalizer
-from pytorch_es.rl.policies import Policy, make_policy, policy_from_config
+from pytorch_es.rl.policy import Policy
 from pytorch_es.rl.rollout import rollout_batch, run_episode
+from pytorch_es.rl.spaces import space_differences  # noqa: F401 - old home
 
 __all__ = [
     "ENV_SEED_TAG",
-    "POLICY_FORMAT",
     "GymProblem",
-    "LoadedPolicy",
     "episode_seeds",
     "evaluate_policy",
-    "from_config",
-    "policy_config",
     "rollout_single",
 ]
 
 ENV_SEED_TAG = 0x5EED_E4F
-POLICY_FORMAT = "pytorch-es/policy"
 
 
 def _check_count(name: str, value: int | None, *, allow_none: bool = False) -> int | None:
@@ -100,7 +98,7 @@ class GymProblem(Problem):
     Args:
         env_id: a Gymnasium id whose observations are a ``Box`` and actions ``Discrete``
             or ``Box`` (checked here, with close names for unknown ids).
-        policy: a :class:`~pytorch_es.rl.policies.Policy`, MLP options
+        policy: a :class:`~pytorch_es.rl.policy.Policy`, MLP options
             (``{"hidden": (64,), "activation": "tanh", "action_mode": "squash"}``),
             a list of hidden sizes, or ``None`` (per-env default from
             :mod:`pytorch_es.rl.defaults`).
@@ -338,7 +336,7 @@ class GymProblem(Problem):
         )
 
     def policy_config(self, **extra: Any) -> dict[str, Any]:
-        """JSON-able description of the policy (see :func:`policy_config`)."""
+        """JSON-able description of the policy (see :func:`pytorch_es.rl.artifact.policy_config`)."""
         return policy_config(self.env_id, self.policy, self.normalizer, env_kwargs=self.env_kwargs, **extra)
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -439,134 +437,9 @@ def rollout_single(
         env.close()
 
 
-# ---- policy.json ------------------------------------------------------------------------
-
-
-def policy_config(
-    env_id: str, policy: Policy, normalizer: ObservationNormalizer | None = None, **extra: Any
-) -> dict[str, Any]:
-    """Everything needed to rebuild the policy, as JSON-able data (``policy.json``).
-
-    ``{"format", "version", "env_id", "policy": policy.config(), "parameter_shapes",
-    "obs_norm": normaliser statistics or None, **extra}``. The weights themselves go to
-    ``policy.safetensors`` as ``policy.named_parameters(vector)``.
-    """
-    return {
-        "format": POLICY_FORMAT,
-        "version": 1,
-        "env_id": env_id,
-        "policy": policy.config(),
-        "parameter_shapes": {k: list(v) for k, v in policy.parameter_shapes().items()},
-        "obs_norm": None if normalizer is None else normalizer.to_config(),
-        **extra,
-    }
-
-
-def space_differences(policy: Policy, observation_space: Any, action_space: Any) -> list[str]:
-    """What differs between the spaces ``policy`` was made for and an env's (empty: it fits)."""
-    from gymnasium import spaces
-
-    differences = []
-    if policy.observation_space.shape != observation_space.shape:
-        differences.append(
-            f"observations: the policy takes shape {policy.observation_space.shape}, the env gives "
-            f"{observation_space.shape}"
-        )
-    mine, theirs = policy.action_space, action_space
-    same_box = isinstance(mine, spaces.Box) and isinstance(theirs, spaces.Box) and mine.shape == theirs.shape
-    if mine != theirs and not same_box:
-        differences.append(f"actions: the policy acts in {mine}, the env expects {theirs}")
-    return differences
-
-
 def check_batch_memory(sub_envs: int, num_parameters: int, what: str, hint: str = "") -> None:
     """Fail before allocating a batch of ``sub_envs`` sub-envs (members of
     ``num_parameters`` parameters each) that cannot fit in memory."""
     from pytorch_es.limits import batch_bytes, check_memory
 
     check_memory(batch_bytes(sub_envs, num_parameters), what, hint)
-
-
-class LoadedPolicy:
-    """A policy rebuilt by :func:`from_config`: env id, policy, normaliser and weights."""
-
-    def __init__(self, env_id: str, policy: Policy, normalizer: ObservationNormalizer | None,
-                 vector: torch.Tensor | None, config: dict[str, Any]) -> None:
-        self.env_id = env_id
-        self.policy = policy
-        self.normalizer = normalizer
-        self.vector = vector
-        self.config = config
-
-    def _vector(self) -> torch.Tensor:
-        if self.vector is None:
-            raise ValueError("this policy was loaded without weights")
-        return self.vector
-
-    def check_env(self, observation_space: Any = None, action_space: Any = None) -> None:
-        """Raise ``ValueError`` naming each difference between the spaces the policy was
-        trained for and those of ``env_id`` (e.g. a ``policy.json`` edited to another env)."""
-        if observation_space is None or action_space is None:
-            observation_space, action_space = env_spaces(self.env_id, self.config.get("env_kwargs") or None)
-        differences = space_differences(self.policy, observation_space, action_space)
-        if differences:
-            raise ValueError(
-                f"the policy does not fit {self.env_id}: " + "; ".join(differences)
-                + " (was policy.json edited, or made for another env?)"
-            )
-
-    def evaluate(self, episodes: int = 100, seed: int = 1000, max_steps: int | None = None) -> torch.Tensor:
-        """Greedy returns on env seeds ``seed .. seed + episodes - 1``."""
-        self.check_env()
-        return evaluate_policy(self.env_id, self.policy, self._vector(), normalizer=self.normalizer,
-                               episodes=episodes, seed=seed, max_steps=max_steps,
-                               env_kwargs=self.config.get("env_kwargs"))
-
-    def to_module(self, actions: bool = True) -> torch.nn.Module:
-        """The policy as a plain ``nn.Sequential`` that acts on raw env observations: the
-        run's observation normalisation (if it had one), the layers, and (``actions=True``)
-        the action head, so ``module(obs[None])[0]`` is the greedy action ``evaluate`` takes.
-        ``actions=False`` returns the raw outputs (logits / pre-squash values)."""
-        to_module = getattr(self.policy, "to_module", None)
-        if to_module is None:
-            raise TypeError(
-                f"{type(self.policy).__name__} has no to_module(); a Keras policy exports its "
-                "weights with policy.to_model(vector)"
-            )
-        return to_module(self._vector(), self.normalizer, actions=actions)
-
-    def run_episode(self, env: Any, seed: int | None = None, **kwargs: Any) -> tuple[float, int]:
-        """One episode in ``env`` (e.g. made with ``render_mode="rgb_array"``); see ``run_episode``."""
-        self.check_env(env.observation_space, env.action_space)
-        return run_episode(env, self.policy, self._vector(), seed=seed, normalizer=self.normalizer, **kwargs)
-
-
-def from_config(
-    config: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None, *, source: str = "weights"
-) -> LoadedPolicy:
-    """Rebuild what :func:`policy_config` described; ``tensors`` are the named weights.
-
-    Raises ``ValueError`` for a config of another format, or for weights whose names or
-    shapes differ from the architecture (the message shows both).
-    """
-    if not isinstance(config, dict) or config.get("format") != POLICY_FORMAT:
-        raise ValueError(
-            f"not a pytorch-es policy config (expected format {POLICY_FORMAT!r}, "
-            f"got {config.get('format') if isinstance(config, dict) else type(config).__name__!r})"
-        )
-    try:
-        env_id = config["env_id"]
-        policy = policy_from_config(config["policy"])
-    except KeyError as error:
-        raise ValueError(f"policy config is missing {error}") from None
-    normalizer = None
-    if config.get("obs_norm") is not None:
-        normalizer = ObservationNormalizer.from_config(config["obs_norm"])
-        if normalizer.dim != policy.obs_dim:
-            raise ValueError(
-                f"observation statistics have shape {normalizer.shape}, the policy expects "
-                f"{policy.observation_space.shape}"
-            )
-    vector = None if tensors is None else policy.vector_from_named(tensors, source=source)
-    return LoadedPolicy(env_id, policy, normalizer, vector, config)
-

@@ -25,7 +25,7 @@ from gymnasium import spaces
 
 from pytorch_es.rl.envs import Batch
 from pytorch_es.rl.normalization import ObservationNormalizer, ObservationStats
-from pytorch_es.rl.policies import BoundPolicy, Policy
+from pytorch_es.rl.policy import BoundPolicy, Policy
 
 __all__ = ["RolloutResult", "rollout_batch", "run_episode"]
 

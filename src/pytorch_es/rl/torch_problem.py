@@ -42,8 +42,11 @@ from gymnasium import spaces
 
 from pytorch_es.core.population import Population
 from pytorch_es.evaluation.base import Evaluation
-from pytorch_es.rl.policies import ACTIVATIONS, MLPPolicy, Policy
+from pytorch_es.rl.kernels import ACTIVATIONS
+from pytorch_es.rl.mlp import MLPPolicy
+from pytorch_es.rl.policy import Policy
 from pytorch_es.rl.problem import GymProblem, _check_count, episode_seeds
+from pytorch_es.rl.spaces import ActionHead
 from pytorch_es.rl.torch_envs import TORCH_ENVS, TorchEnv, check_torch_env_id, make_torch_env
 
 __all__ = [
@@ -56,7 +59,7 @@ __all__ = [
 
 # Layers with at most this many inputs run as a sum over inputs (elementwise, in order),
 # those with at most this many outputs as row-wise dot products: CPU ``bmm`` on such thin
-# matrices falls back to a slow scalar kernel (see ``pytorch_es.rl.policies``).
+# matrices falls back to a slow scalar kernel (see ``pytorch_es.rl.kernels``).
 _SUM_MAX_FAN_IN = 8
 
 
@@ -145,22 +148,8 @@ class DeviceMLP:
     def _head_setup(self, device: torch.device) -> None:
         space = self.policy.action_space
         self.start = int(space.start) if isinstance(space, spaces.Discrete) else 0
-        self.shape: tuple[int, ...] | None = None  # the Box action shape; None for Discrete
-        if isinstance(space, spaces.Box):
-            self.shape = tuple(space.shape)
-            low = torch.as_tensor(np.asarray(space.low, np.float64).ravel(), dtype=torch.float32)
-            high = torch.as_tensor(np.asarray(space.high, np.float64).ravel(), dtype=torch.float32)
-            finite = torch.isfinite(low) & torch.isfinite(high)
-            self.all_finite = bool(finite.all())
-            if self.policy.action_mode == "clip":
-                big = torch.finfo(torch.float32).max
-                low = torch.where(torch.isfinite(low), low, torch.full_like(low, -big))
-                high = torch.where(torch.isfinite(high), high, torch.full_like(high, big))
-                self.low, self.high = low.to(device), high.to(device)
-            else:
-                half = torch.where(finite, (high - low) / 2, torch.ones_like(low))
-                middle = torch.where(finite, low + half, torch.zeros_like(low))
-                self.half, self.middle, self.finite = half.to(device), middle.to(device), finite.to(device)
+        # the policy's own head (the same function), its bounds on the device
+        self._head = ActionHead(space, self.policy.action_mode).to(device).forward
 
     def __len__(self) -> int:
         return self.biases[0].shape[0]
@@ -187,17 +176,6 @@ class DeviceMLP:
                 y = torch.baddbmm(bias, x.unsqueeze(1), weight).squeeze(1)
             x = self.activation(y) if k < last else y
         return self._head(x)
-
-    def _head(self, y: torch.Tensor) -> torch.Tensor:
-        if self.shape is None:  # Discrete(n > 2)
-            actions = y.argmax(-1)
-            return actions.add_(self.start) if self.start else actions
-        if self.policy.action_mode == "clip":
-            return torch.maximum(torch.minimum(y, self.high), self.low).reshape(-1, *self.shape)
-        squashed = torch.addcmul(self.middle, torch.tanh(y), self.half)
-        if not self.all_finite:
-            squashed = torch.where(self.finite, squashed, y)
-        return squashed.reshape(-1, *self.shape)
 
 
 # ---- the device rollout -----------------------------------------------------------------

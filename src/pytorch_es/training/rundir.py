@@ -1,4 +1,5 @@
-"""The run directory of ``pytorch-es train``: its files, and loading a trained policy.
+"""The run directory of ``pytorch-es train``: its files, its lock, and the callback that
+saves the trained policy into it.
 
 ::
 
@@ -11,65 +12,36 @@
     DIR/.lock                held (flock) by the one train or resume writing DIR; holds its PID
 
 Every file is written atomically (temporary file + rename). Nothing here loads a
-pickle: weights are safetensors, the policy description and config are JSON.
+pickle: weights are safetensors, the policy description and config are JSON. The policy
+files (``policy.json`` + ``policy.safetensors``, :func:`save_policy` / :func:`load_policy`)
+are the policy artifact of :mod:`pytorch_es.rl.artifact`; their names are importable
+from here too (imported on first use, so that this module needs no Gymnasium).
 """
 
 from __future__ import annotations
 
-import json
-import math
+import importlib
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from pytorch_es.io import atomic_write
+from pytorch_es.io import RunDirectoryError, load_safetensors, read_json, write_json  # noqa: F401 - re-exported
 from pytorch_es.training.callbacks import Callback
 from pytorch_es.training.loop import Trainer, TrainResult
 
 CONFIG_NAME = "config.json"
-POLICY_WEIGHTS_NAME = "policy.safetensors"
-POLICY_CONFIG_NAME = "policy.json"
 TENSORBOARD_DIR = "tensorboard"
 LOCK_NAME = ".lock"
 
-
-class RunDirectoryError(ValueError):
-    """A run directory, or a file in it, cannot be used (the message names it)."""
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
+# names that moved to pytorch_es.rl.artifact, still importable from here (PEP 562)
+_ARTIFACT_NAMES = ("POLICY_CONFIG_NAME", "POLICY_WEIGHTS_NAME", "check_run_directory", "load_policy", "save_policy")
 
 
-def write_json(path: str | os.PathLike[str], data: Any) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
-    text = json.dumps(_json_safe(data), indent=2, sort_keys=False, allow_nan=False) + "\n"
-    return atomic_write(path, lambda file: file.write(text.encode()))
-
-
-def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a JSON object, or raise :class:`RunDirectoryError` naming the file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunDirectoryError(f"{str(path)!r} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RunDirectoryError(f"{str(path)!r} is not valid JSON (truncated or corrupted?): {error}") from None
-    except OSError as error:
-        raise RunDirectoryError(f"cannot read {str(path)!r}: {error.strerror or error}") from None
-    if not isinstance(data, dict):
-        raise RunDirectoryError(f"{str(path)!r} does not hold a JSON object")
-    return data
+def __getattr__(name: str) -> Any:
+    if name in _ARTIFACT_NAMES:
+        return getattr(importlib.import_module("pytorch_es.rl.artifact"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class RunDirectoryLock:
@@ -155,100 +127,6 @@ def remove_if_empty(directory: str | os.PathLike[str]) -> bool:
     return True
 
 
-def save_policy(
-    directory: str | os.PathLike[str],
-    problem: Any,
-    vector: torch.Tensor,
-    problem_state: Any = None,
-    **extra: Any,
-) -> tuple[Path, Path]:
-    """Write ``policy.safetensors`` (``policy.named_parameters(vector)``) and
-    ``policy.json`` (``problem.policy_config``) for a Gymnasium problem, creating
-    ``directory`` if needed.
-
-    ``problem_state`` (from the trainer's best generation) supplies the
-    observation-normalisation statistics that go with ``vector``.
-    """
-    from safetensors.torch import save as safetensors_save
-
-    from pytorch_es.rl import policy_config
-
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise NotADirectoryError(f"{str(directory)!r} exists and is not a directory (expected a run directory)")
-    directory.mkdir(parents=True, exist_ok=True)
-    normalizer = problem.normalizer
-    if normalizer is not None and problem_state and problem_state.get("obs_norm") is not None:
-        normalizer = normalizer.copy()
-        normalizer.load_state_dict(problem_state["obs_norm"])
-    tensors = {k: v.contiguous() for k, v in problem.policy.named_parameters(vector.detach().cpu()).items()}
-    # One metadata key: safetensors stores metadata in a hash map, so several keys would be
-    # written in a random order and equal weights would not give byte-identical files.
-    data = safetensors_save(tensors, metadata={"format": "pytorch-es/policy"})
-    weights = atomic_write(directory / POLICY_WEIGHTS_NAME, lambda file: file.write(data))
-    config = policy_config(problem.env_id, problem.policy, normalizer, env_kwargs=problem.env_kwargs, **extra)
-    return weights, write_json(directory / POLICY_CONFIG_NAME, config)
-
-
-def check_run_directory(directory: str | os.PathLike[str]) -> Path:
-    """``directory`` as a Path if it exists and holds a policy, else a clear error."""
-    path = Path(directory)
-    if not path.exists():
-        raise RunDirectoryError(f"run directory {str(directory)!r} does not exist")
-    if not path.is_dir():
-        raise RunDirectoryError(f"{str(directory)!r} is not a directory (expected a run directory)")
-    missing = [name for name in (POLICY_CONFIG_NAME, POLICY_WEIGHTS_NAME) if not (path / name).is_file()]
-    if missing:
-        raise RunDirectoryError(
-            f"{str(directory)!r} holds no trained policy (no {' or '.join(missing)}); "
-            "train one with: pytorch-es train ENV_ID --out DIR"
-        )
-    return path
-
-
-def load_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Read a safetensors file (never runs code), or raise naming the file."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load as safetensors_load
-
-    from pytorch_es.limits import LOAD_LIMIT_VARIABLE, format_bytes, max_load_bytes
-
-    path = Path(path)
-    try:
-        size, limit = path.stat().st_size, max_load_bytes()
-        if size > limit:
-            raise RunDirectoryError(
-                f"{str(path)!r} is {format_bytes(size)}, more than the {format_bytes(limit)} allowed "
-                f"(raise it with {LOAD_LIMIT_VARIABLE}=16G)"
-            )
-        data = path.read_bytes()
-    except OSError as error:
-        raise RunDirectoryError(f"cannot read {str(path)!r}: {error.strerror or error}") from None
-    try:
-        return safetensors_load(data)
-    except (SafetensorError, ValueError, RuntimeError, OverflowError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise RunDirectoryError(f"{str(path)!r} is truncated, corrupted or not a safetensors file ({reason})") from None
-
-
-def load_policy(directory: str | os.PathLike[str]) -> Any:
-    """Rebuild the trained policy of a run directory: a ``pytorch_es.rl.LoadedPolicy``
-    (``.env_id``, ``.policy``, ``.normalizer``, ``.vector``, ``.evaluate()``)."""
-    from pytorch_es.rl import from_config
-
-    path = check_run_directory(directory)
-    config = read_json(path / POLICY_CONFIG_NAME)
-    tensors = load_safetensors(path / POLICY_WEIGHTS_NAME)
-    weights = str(path / POLICY_WEIGHTS_NAME)
-    try:
-        return from_config(config, tensors, source=f"the weights in {weights!r}")
-    except (ValueError, TypeError) as error:
-        message = str(error).splitlines()[0]
-        if weights not in message:
-            message = f"{str(path / POLICY_CONFIG_NAME)!r}: {message}"
-        raise RunDirectoryError(message) from None
-
-
 class PolicySaver(Callback):
     """Writes ``policy.safetensors`` and ``policy.json`` whenever the best test improves,
     and at the end of the run (the best center and its normalisation statistics)."""
@@ -264,6 +142,8 @@ class PolicySaver(Callback):
             return
         extra = dict(self.extra)
         extra.update(generation=trainer.best_generation, test_reward=trainer.best_test_reward)
+        from pytorch_es.rl.artifact import save_policy
+
         save_policy(self.directory, self.problem, trainer.best_center, trainer.best_problem_state, **extra)
         self._written = trainer.best_generation
 
