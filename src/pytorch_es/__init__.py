@@ -37,11 +37,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     from pytorch_es.training.config import TrainConfig, resolve_config
     from pytorch_es.training.session import Run, RunResult, train
 
-from pytorch_es._version import __version__ as __version__
-
 # Optional packages that plug into the layers below (see pytorch_es.plugins): imported
 # the first time their objects are met, never by ``import pytorch_es`` itself.
 from pytorch_es import plugins as _plugins  # imports nothing
+from pytorch_es._version import __version__ as __version__
 
 _plugins.declare("parameter_sources", "keras", "pytorch_es.keras")  # Keras models and variables
 _plugins.declare("policy_kinds", "keras", "pytorch_es.keras.policy")  # policy.json of a Keras policy

@@ -23,7 +23,7 @@ def add_parser(commands: Any) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pytorch_es.training.rundir import load_policy
+    from pytorch_es.rl import load_policy
 
     loaded = load_policy(args.dir)
     returns = loaded.evaluate(episodes=args.episodes, seed=args.seed)

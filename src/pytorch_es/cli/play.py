@@ -63,9 +63,8 @@ def _gif_frame(frame: Any, scale: float) -> Any:
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    from pytorch_es.rl import make_env
+    from pytorch_es.rl import load_policy, make_env
     from pytorch_es.rl.envs import is_mujoco
-    from pytorch_es.training.rundir import load_policy
 
     gif = _check_gif_path(args.gif) if args.gif else None
     if not args.render:

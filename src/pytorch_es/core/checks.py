@@ -57,6 +57,15 @@ def check_int(name: str, value: int | None, minimum: int = 1, *, allow_none: boo
     return int(value)
 
 
+def check_finite(name: str, value: float) -> float:
+    """``value`` as a finite float (any real number but ``bool``: numpy scalars too)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
 def check_timeout(timeout: float | None, name: str = "timeout") -> float | None:
     """A positive finite number of seconds as a float, or ``None`` (no limit)."""
     if timeout is None:

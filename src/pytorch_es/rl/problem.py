@@ -20,7 +20,6 @@ workers and evaluated on any chunk of member indices.
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 import warnings
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pytorch_es.core.checks import check_finite, check_int
 from pytorch_es.core.noise import mix_seed
 from pytorch_es.core.population import Population
 from pytorch_es.evaluation.base import Evaluation, Problem
@@ -57,22 +57,6 @@ __all__ = [
 ]
 
 ENV_SEED_TAG = 0x5EED_E4F
-
-
-def _check_count(name: str, value: int | None, *, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return int(value)
-
-
-def _check_shift(value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"reward_shift must be a number, got {type(value).__name__}")
-    if not math.isfinite(float(value)):
-        raise ValueError(f"reward_shift must be finite, got {value!r}")
-    return float(value)
 
 
 def episode_seeds(run_seed: int, generation: int, episodes: int) -> list[int]:
@@ -145,8 +129,8 @@ class GymProblem(Problem):
         if policy is None:
             policy = {"hidden": defaults.hidden, "activation": defaults.activation}
         self.policy = make_policy(policy, self.observation_space, self.action_space)
-        self.episodes_per_member = _check_count("episodes_per_member", episodes_per_member)
-        _check_count("max_steps", max_steps, allow_none=True)
+        self.episodes_per_member = check_int("episodes_per_member", episodes_per_member)
+        check_int("max_steps", max_steps, allow_none=True)
         self._max_steps, self._env_limit = _resolve_max_steps(self.env_id, max_steps)
         self._max_steps_ceiling = self._max_steps if self._env_limit is not None else max(
             self._max_steps, max_episode_steps(self.env_id) or 0
@@ -156,7 +140,7 @@ class GymProblem(Problem):
                 f"vectorization must be 'auto', 'sync', 'vector_entry_point' or 'envpool', got {vectorization!r}"
             )
         self.vectorization = vectorization
-        self.reward_shift = _check_shift(reward_shift)
+        self.reward_shift = check_finite("reward_shift", reward_shift)
         if self.reward_shift:
             from pytorch_es.rl.envs import survival_bonus
 
@@ -184,7 +168,7 @@ class GymProblem(Problem):
 
     @max_steps.setter
     def max_steps(self, value: int) -> None:
-        value = _check_count("max_steps", value)
+        value = check_int("max_steps", value)
         if value > self._max_steps_ceiling:
             raise ValueError(
                 f"max_steps {value} exceeds the env's step limit {self._max_steps_ceiling}; "
@@ -389,7 +373,7 @@ def evaluate_policy(
     are deterministic (argmax / squashed mean), so this is the greedy evaluation.
     Returns a float64 tensor of ``episodes`` returns.
     """
-    _check_count("episodes", episodes)
+    check_int("episodes", episodes)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     vector = policy.check_vector(vector)

@@ -40,12 +40,13 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from pytorch_es.core.checks import check_int
 from pytorch_es.core.population import Population
 from pytorch_es.evaluation.base import Evaluation
 from pytorch_es.rl.kernels import ACTIVATIONS
 from pytorch_es.rl.mlp import MLPPolicy
 from pytorch_es.rl.policy import Policy
-from pytorch_es.rl.problem import GymProblem, _check_count, episode_seeds
+from pytorch_es.rl.problem import GymProblem, episode_seeds
 from pytorch_es.rl.spaces import ActionHead
 from pytorch_es.rl.torch_envs import TORCH_ENVS, TorchEnv, check_torch_env_id, make_torch_env
 
@@ -227,7 +228,7 @@ def rollout_device(
     m = env.num_envs
     if len(net) != m:
         raise ValueError(f"{len(net)} policy rows for {m} sub-envs")
-    check_every = _check_count("check_every", check_every)
+    check_every = check_int("check_every", check_every)
     device = env.device
     if cuda_graph and device.type != "cuda":
         raise ValueError(f"cuda_graph needs a CUDA device, the envs are on {device}")
@@ -440,7 +441,7 @@ class TorchEnvProblem(GymProblem):
         if not isinstance(self.policy, MLPPolicy):
             raise TypeError(f"vector='torch' runs MLP policies, got {type(self.policy).__name__}")
         self.dtype = dtype
-        self.check_every = _check_count("check_every", check_every)
+        self.check_every = check_int("check_every", check_every)
         self.allow_tf32 = bool(allow_tf32)
         if not 0 < memory_fraction <= 1:
             raise ValueError(f"memory_fraction must be in (0, 1], got {memory_fraction!r}")
@@ -578,12 +579,12 @@ class TorchEnvProblem(GymProblem):
     ) -> torch.Tensor:
         """Greedy returns of ``vector`` on env seeds ``seed .. seed + episodes - 1`` (float64, CPU),
         on the device; the same episodes as ``GymProblem.evaluate_policy``."""
-        _check_count("episodes", episodes)
+        check_int("episodes", episodes)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {seed!r}")
         vector = self.policy.check_vector(vector)
         spec_limit = self.env_cls.spec_max_episode_steps
-        limit = spec_limit if max_steps is None else _check_count("max_steps", max_steps)
+        limit = spec_limit if max_steps is None else check_int("max_steps", max_steps)
         with torch.inference_mode(), _matmul_precision(self.device, self.allow_tf32):
             members = vector.to(self.device).unsqueeze(0).expand(episodes, -1)
             net = DeviceMLP(self.policy, members)

@@ -222,7 +222,8 @@ class Run:
         self.trainer = self._make_trainer(strategy)
         if self.state is not None:
             self._load_state()
-        from pytorch_es.training.rundir import CONFIG_NAME, write_json
+        from pytorch_es.io import write_json
+        from pytorch_es.training.rundir import CONFIG_NAME
 
         write_json(self.directory / CONFIG_NAME, {**config.to_dict(), "versions": versions(),
                                                   "command": self.command})
@@ -492,8 +493,9 @@ def load_resume(path: str | os.PathLike[str], overrides: Mapping[str, Any],
     """(merged config, trainer state) to continue the run at ``path``; ``overrides``
     (nested) may change :data:`MUTABLE_KEYS` only; ``labels`` names a dotted key in errors."""
     label = labels or (lambda key: key)
+    from pytorch_es.io import read_json
     from pytorch_es.training.checkpoint import CheckpointError, config_differences, load_checkpoint
-    from pytorch_es.training.rundir import CONFIG_NAME, read_json
+    from pytorch_es.training.rundir import CONFIG_NAME
 
     directory, checkpoint = resume_paths(path)
     try:
