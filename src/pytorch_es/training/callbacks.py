@@ -8,7 +8,6 @@ every finished generation. It must not change the search (that would break the
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
