@@ -148,6 +148,8 @@ def test_cuda_without_a_gpu_is_a_clear_error():
         ({"sigma_decay": 2.0}, r"sigma_decay must be in \(0, 1\]"),
         ({"threadcount": 0}, "threadcount"),
         ({"consecutive_goal_stopping": 0}, "consecutive_goal_stopping must be an int >= 1"),
+        ({"reward_goal": float("nan")}, "reward_goal must be a number or None, got nan"),
+        ({"reward_goal": "200"}, "reward_goal must be a number or None, got str"),
         ({"save_path": "/no/such/dir/weights.p"}, "save_path '/no/such/dir/weights.p': directory"),
     ],
 )

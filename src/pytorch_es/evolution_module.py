@@ -181,6 +181,8 @@ class EvolutionModule:
             isinstance(reward_goal, bool) or not isinstance(reward_goal, numbers.Real)
         ):
             raise TypeError(f"reward_goal must be a number or None, got {type(reward_goal).__name__}")
+        if reward_goal is not None and reward_goal != reward_goal:
+            raise ValueError("reward_goal must be a number or None, got nan")
         if consecutive_goal_stopping is not None and (
             isinstance(consecutive_goal_stopping, bool)
             or not isinstance(consecutive_goal_stopping, int)
@@ -240,7 +242,7 @@ class EvolutionModule:
         if cls is not OpenAIES:  # absent for OpenAI-ES, so older checkpoints still match
             self._config["strategy"] = self.strategy.name
         both = reward_goal is not None and consecutive_goal_stopping is not None
-        self.goal_stop = GoalStop(reward_goal, consecutive_goal_stopping) if both else None
+        self.goal_stop = GoalStop(float(reward_goal), consecutive_goal_stopping) if both else None
         self.trainer = Trainer(
             self.strategy,
             self.problem,

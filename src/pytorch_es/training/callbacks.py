@@ -8,6 +8,7 @@ every finished generation. It must not change the search (that would break the
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -96,7 +97,7 @@ class GoalStop(Callback):
     """
 
     def __init__(self, goal: float, consecutive: int = 1) -> None:
-        if isinstance(goal, bool) or not isinstance(goal, (int, float)):
+        if isinstance(goal, bool) or not isinstance(goal, numbers.Real):
             raise TypeError(f"goal must be a number, got {type(goal).__name__}")
         if math.isnan(goal):
             raise ValueError("goal must be a number, got nan")
