@@ -96,3 +96,46 @@ def test_same_seed_same_weights_at_any_threadcount(monkeypatch):
     for other in finals[1:]:
         assert all(torch.equal(a, b) for a, b in zip(finals[0], other, strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(finals[0], initial, strict=True))  # it trained
+
+
+MINIMAL_ES = """
+import contextlib, io, re, runpy, sys
+path, outputs = sys.argv[1], []
+for _ in range(2):  # the same seed twice: the same numbers
+    sys.argv = [path, "--seed", "1", "--generations", "3", "--population-size", "8", "--test-episodes", "4"]
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        runpy.run_path(path, run_name="__main__")
+    outputs.append(re.sub(r"[0-9.]+ s\\b", "T s", buffer.getvalue()))
+assert outputs[0] == outputs[1], outputs
+print(outputs[0], end="")
+print("library imported:", sorted({m.split(".")[0] for m in sys.modules} & {"pytorch_es", "evolution"}))
+sys.argv, errors = [path, "--population-size", "7"], io.StringIO()
+with contextlib.redirect_stderr(errors):
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as exit_:
+        print("exit", exit_.code, errors.getvalue().strip().splitlines()[-1])
+"""
+
+
+def test_minimal_es_runs_alone_with_torch_and_gymnasium():
+    """examples/minimal_es.py with a tiny budget (the full run solves CartPole-v1: see its docstring)."""
+    import re
+    import subprocess
+
+    script = EXAMPLES / "minimal_es.py"
+    done = subprocess.run([sys.executable, "-c", MINIMAL_ES, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 7, done.stdout
+    for number, line in enumerate(lines[:3], start=1):
+        assert re.fullmatch(
+            rf"generation {number}: reward mean [0-9.]+ max [0-9]+, test [0-9.]+, env steps [0-9]+, T s", line
+        ), line
+    assert re.fullmatch(r"(NOT )?solved: test mean [0-9.]+ over 4 episodes \(target 475\) after 3 generations, "
+                        r"[0-9]+ env steps, T s", lines[3]), lines[3]
+    assert re.fullmatch(r"final center: mean [0-9.]+ \(min [0-9]+\) over 100 fresh episodes", lines[4]), lines[4]
+    assert lines[5] == "library imported: []"  # only torch and gymnasium
+    assert lines[6].startswith("exit 2 ")  # argparse's one-line error
+    assert lines[6].endswith("error: --population-size must be an even int >= 2, got 7")

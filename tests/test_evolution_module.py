@@ -148,6 +148,8 @@ def test_cuda_without_a_gpu_is_a_clear_error():
         ({"sigma_decay": 2.0}, r"sigma_decay must be in \(0, 1\]"),
         ({"threadcount": 0}, "threadcount"),
         ({"consecutive_goal_stopping": 0}, "consecutive_goal_stopping must be an int >= 1"),
+        ({"reward_goal": float("nan")}, "reward_goal must be a number or None, got nan"),
+        ({"reward_goal": "200"}, "reward_goal must be a number or None, got str"),
         ({"save_path": "/no/such/dir/weights.p"}, "save_path '/no/such/dir/weights.p': directory"),
     ],
 )
@@ -198,3 +200,82 @@ def test_a_raising_reward_function_is_reraised_with_the_member_and_no_thread_han
     assert isinstance(info.value.__cause__, KeyError)
     assert 0 <= info.value.member < 40
     assert threading.active_count() == threads_before
+
+
+# Final weights of two seeded runs, recorded with the EvolutionModule of before it ran on the
+# Trainer (its own loop; torch 2.13 CPU): the same seed must keep giving the same numbers, bit for bit.
+BEFORE_THE_TRAINER = {
+    "openai-es": [
+        [-0.46897944808006287, -0.23674599826335907, -0.22746336460113525, 0.1400604397058487, 0.518910825252533,
+         0.5241520404815674],
+        [0.3227885961532593, 0.3109535574913025, 0.12339991331100464, 0.36478185653686523],
+    ],
+    "snes": [
+        [-0.1324453204870224, -0.14656506478786469, -0.052430201321840286, 0.004312154836952686, 0.33649224042892456,
+         0.43608689308166504],
+        [0.4090437889099121, 0.3054570257663727, 0.2915179431438446, 0.2601853013038635],
+    ],
+}
+
+
+def two_tensor_reward(weights, render=False):
+    return -float(((weights[0] - torch.linspace(-1, 1, 6)) ** 2).sum()) - float((weights[1] ** 2).sum())
+
+
+@pytest.mark.parametrize("strategy", sorted(BEFORE_THE_TRAINER))
+def test_a_seed_gives_the_numbers_and_printout_of_before(strategy, capsys):
+    params = [torch.zeros(6), torch.full((2, 2), 0.5)]
+    settings = (
+        {"population_size": 7, "sigma": 0.1, "learning_rate": 0.05, "sigma_decay": 0.98, "optimizer": "adam",
+         "fitness_shaping": "centered_ranks", "antithetic": False}
+        if strategy == "openai-es" else {"population_size": 8, "sigma": 0.3, "learning_rate": 0.2, "strategy": strategy}
+    )
+    EvolutionModule(params, two_tensor_reward, threadcount=2, seed=3, **settings).run(12, print_step=5)
+    assert [p.flatten().tolist() for p in params] == BEFORE_THE_TRAINER[strategy]
+    expected = {"openai-es": ["iter 5. reward: -2.474739", "iter 10. reward: -1.364674"],
+                "snes": ["iter 5. reward: -2.785561", "iter 10. reward: -2.059071"]}[strategy]
+    assert capsys.readouterr().out.splitlines() == expected  # no test at 12: only every print_step
+
+
+def test_a_save_path_file_holds_the_trainers_checkpoint(tmp_path):
+    from pytorch_es.training import Trainer, load_checkpoint
+
+    params = [torch.zeros(6), torch.full((2, 2), 0.5)]
+    es = EvolutionModule(params, two_tensor_reward, population_size=8, save_path=tmp_path / "w.p", threadcount=1,
+                         seed=0, reward_goal=-100.0, consecutive_goal_stopping=50)
+    es.run(6, print_step=3)
+    state = load_checkpoint(tmp_path / "w.p", key="checkpoint")["state"]
+    assert state["generation"] == state["iteration"] == 6 and state["consecutive_goal_count"] == 2
+    assert [row["generation"] for row in state["metrics"]] == [1, 2, 3, 4, 5, 6]
+    assert [row["test_reward"] is not None for row in state["metrics"]] == [False, False, True] * 2
+    assert state["best"]["generation"] in (3, 6)
+    strategy = es.strategy.__class__(torch.zeros(10), population_size=8, seed=0)
+    trainer = Trainer(strategy, es.problem)
+    trainer.load_state_dict(state)  # a Trainer reads it as it is
+    assert trainer.generation == 6 and torch.equal(strategy.center, es.strategy.center)
+
+
+def test_a_file_from_before_the_trainer_still_resumes(tmp_path, capsys):
+    """tests/data/evolution_module_before_trainer.p: written by EvolutionModule(...).run(6, print_step=3)
+    before it ran on the Trainer; finishing with run(4) gives the weights that an uninterrupted
+    run(10) gave then (recorded: sha256 38df56d0...)."""
+    import hashlib
+    import shutil
+    from pathlib import Path
+
+    path = tmp_path / "w.p"
+    shutil.copyfile(Path(__file__).parent / "data" / "evolution_module_before_trainer.p", path)
+    params = [torch.zeros(6)]
+    es = EvolutionModule(
+        params, lambda w, render=False: -float(((w[0] - torch.linspace(-1, 1, 6)) ** 2).sum()), population_size=8,
+        sigma=0.1, learning_rate=0.05, decay=0.99, threadcount=2, save_path=path, seed=7, reward_goal=-100.0,
+        consecutive_goal_stopping=50,
+    )
+    assert es.load_checkpoint() == 6 and es.consecutive_goal_count == 2
+    es.run(4, print_step=3)
+    assert capsys.readouterr().out == "iter 9. reward: -0.236596\n"
+    assert es.iteration == 10 and es.consecutive_goal_count == 3
+    assert hashlib.sha256(params[0].numpy().tobytes()).hexdigest() == (
+        "38df56d0831960567ce6444e339fa8ca5ce800ff28eb8214704ee5bfaac67535"
+    )
+    assert es.learning_rate == pytest.approx(0.05 * 0.99**10)

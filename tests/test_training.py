@@ -304,3 +304,38 @@ def test_sigterm_between_evaluations_stops_after_the_generation():
     trainer = make_trainer(callbacks=[LambdaCallback(on_generation_end=terminate_once)])
     result = trainer.run(50)
     assert (result.reason, result.generation, result.abandoned) == ("terminated", 2, False)
+
+
+def test_test_at_end_false_tests_only_on_the_period_and_step_can_skip_or_force_a_test():
+    trainer = make_trainer(test_every=4, test_at_end=False)
+    trainer.run(7, handle_interrupts=False)
+    assert [r["generation"] for r in trainer.metrics if r["test_reward"] is not None] == [4]
+    assert trainer.step(test=True)["test_reward"] is not None  # generation 8: forced
+    trainer.max_generations = 100
+    for _ in range(4):  # 9..12: 12 is on the period, skipped
+        assert trainer.step(test=False)["test_reward"] is None
+    with pytest.raises(TypeError, match="test must be a bool or None"):
+        trainer.step(test=1)
+    with pytest.raises(TypeError, match="test_at_end must be a bool"):
+        make_trainer(test_at_end="no")
+
+
+def test_goal_stop_needs_consecutive_tests_at_the_goal_and_resets_below_it():
+    from pytorch_es.training import GoalStop
+
+    scores = iter([5.0, 5.0, 1.0, 5.0, 5.0, 5.0, 5.0, 5.0])
+    goal = GoalStop(4.0, consecutive=3)
+    trainer = make_trainer(test=lambda center: next(scores), test_every=2, callbacks=[goal])
+    result = trainer.run(100, handle_interrupts=False)
+    assert result.reason == "target" and result.generation == 12  # tests 1, 2 pass, 3 fails, 4, 5, 6 pass
+    assert goal.count == 3
+    at_zero = GoalStop(0, consecutive=1)  # a goal of 0 is a goal
+    assert make_trainer(test=lambda center: 0.0, callbacks=[at_zero]).run(50, handle_interrupts=False).generation == 1
+    for arguments, error, message in [
+        (("high",), TypeError, "goal must be a number, got str"),
+        ((float("nan"),), ValueError, "goal must be a number, got nan"),
+        ((1.0, 0), ValueError, "consecutive must be an int >= 1, got 0"),
+        ((1.0, True), ValueError, "consecutive must be an int >= 1"),
+    ]:
+        with pytest.raises(error, match=message):
+            GoalStop(*arguments)

@@ -4,6 +4,16 @@ A drop-in for ``from evolution.strategies import EvolutionModule``: same
 arguments, defaults, reward-function calls and printout, with the original's
 faults fixed (decay once per iteration, no NaN on equal rewards, no deep copies,
 no pickle, a seed, a goal of 0 that works).
+
+It is a face over :class:`~pytorch_es.training.Trainer`, the one training loop::
+
+    Trainer(strategy, WeightListProblem(f), evaluator, test=f(weights, render=...),
+            test_every=print_step, test_at_end=False, scheduler=ExponentialLR(decay),
+            callbacks=[WriteBack(weights), PrintTestReward(),
+                       GoalStop(reward_goal, consecutive_goal_stopping), SaveCallback(module)])
+
+and its ``save_path`` file holds the Trainer's checkpoint (``training/checkpoint.py``)
+beside the weights.
 """
 
 from __future__ import annotations
@@ -30,15 +40,15 @@ from pytorch_es.strategies.openai_es import (
     check_positive,
 )
 from pytorch_es.strategies.registry import get as get_strategy
+from pytorch_es.training.callbacks import Callback, GoalStop
 from pytorch_es.training.checkpoint import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
     CheckpointError,
+    checkpoint_payload,
     config_differences,
     keep_previous_copy,
     load_checkpoint,
 )
-from pytorch_es.training.loop import deferred_signals, load_rng_state, rng_state
+from pytorch_es.training.loop import Trainer, TrainResult, deferred_signals
 
 RewardFunction = Callable[..., float]
 
@@ -171,6 +181,8 @@ class EvolutionModule:
             isinstance(reward_goal, bool) or not isinstance(reward_goal, numbers.Real)
         ):
             raise TypeError(f"reward_goal must be a number or None, got {type(reward_goal).__name__}")
+        if reward_goal is not None and reward_goal != reward_goal:
+            raise ValueError("reward_goal must be a number or None, got nan")
         if consecutive_goal_stopping is not None and (
             isinstance(consecutive_goal_stopping, bool)
             or not isinstance(consecutive_goal_stopping, int)
@@ -181,7 +193,6 @@ class EvolutionModule:
             )
         self.reward_goal = reward_goal
         self.consecutive_goal_stopping = consecutive_goal_stopping
-        self.consecutive_goal_count = 0
         self.save_path = None if save_path is None else check_output_path(save_path, "save_path")
         self.render_test = render_test
         self.device = resolve_device(cuda, device, self.weights[0].device)
@@ -217,7 +228,6 @@ class EvolutionModule:
             )
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.strategy.optimizer, gamma=decay)
         self.problem = WeightListProblem(reward_function, self.weights)
-        self.iteration = 0
         self._config = {
             "shapes": [list(t.shape) for t in self.weights],
             "population_size": population_size,
@@ -231,10 +241,36 @@ class EvolutionModule:
         }
         if cls is not OpenAIES:  # absent for OpenAI-ES, so older checkpoints still match
             self._config["strategy"] = self.strategy.name
+        both = reward_goal is not None and consecutive_goal_stopping is not None
+        self.goal_stop = GoalStop(float(reward_goal), consecutive_goal_stopping) if both else None
+        self.trainer = Trainer(
+            self.strategy,
+            self.problem,
+            self.evaluator,
+            test=self._test_center,
+            test_at_end=False,
+            scheduler=self.scheduler,
+            callbacks=[
+                WriteBack(self.weights),
+                PrintTestReward(),
+                *([self.goal_stop] if self.goal_stop else []),
+                SaveCallback(self),
+            ],
+        )
         self._run_start: int | None = None  # iteration at which the current run() began
         self._resumed_run_start: int | None = None
-        self._consistent = True
         self._saved_iteration: int | None = None
+
+    @property
+    def iteration(self) -> int:
+        """Iterations done (counting those before a resume); moves after the members of
+        an iteration are evaluated."""
+        return self.trainer.generation
+
+    @property
+    def consecutive_goal_count(self) -> int:
+        """Tests in a row at or above ``reward_goal`` so far."""
+        return 0 if self.goal_stop is None else self.goal_stop.count
 
     @property
     def population_size(self) -> int:
@@ -255,17 +291,12 @@ class EvolutionModule:
         return self.strategy.seed
 
     def step(self) -> dict[str, Any]:
-        """One iteration: evaluate the population, update, decay lr and sigma once."""
-        population = self.strategy.ask()
-        result = self.evaluator.evaluate(population, self.problem)
-        self._consistent = False
-        stats = self.strategy.tell(result.rewards)
-        self.scheduler.step()
+        """One iteration without a test: evaluate the population, update, decay lr and
+        sigma once, write the new center into the parameters. Returns the Trainer's
+        metrics row (``reward_mean``, ``reward_max``, ``lr``, ``update_norm``, ...)."""
+        row = self.trainer.step(test=False)
         write_back(self.strategy.center, self.weights)
-        self.iteration += 1
-        self._consistent = True
-        rewards = result.rewards
-        return {**stats, "reward_mean": float(rewards.mean()), "reward_max": float(rewards.max())}
+        return row
 
     def test(self) -> float:
         """Score the current parameters with ``reward_function(weights, render=...)``."""
@@ -275,10 +306,17 @@ class EvolutionModule:
             raise RuntimeError(f"reward_function raised on the test run: {error}") from error
         return check_reward(value, "the test run")
 
+    def _test_center(self, center: torch.Tensor) -> float:
+        """The Trainer's test: the center written into the parameters, then :meth:`test`."""
+        write_back(center, self.weights)
+        return self.test()
+
     def run(self, iterations: int, print_step: int = 10) -> list[torch.Tensor]:
         """Run ``iterations`` iterations; every ``print_step`` test, print and save.
 
         Returns the parameters (the same tensors that were passed in, updated).
+        Ctrl-C abandons the iteration being evaluated, saves (with ``save_path``) the
+        state after the last finished one and raises ``KeyboardInterrupt``, as in 2018.
         """
         for name, value, low in (("iterations", iterations, 0), ("print_step", print_step, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -287,51 +325,25 @@ class EvolutionModule:
         start = self.iteration if self._resumed_run_start is None else self._resumed_run_start
         self._resumed_run_start = None
         self._run_start = start
-        finished = False
+        self.trainer.test_every = print_step
         try:
-            while self.iteration < start + iterations:
-                self.step()
-                if self.iteration % print_step == 0 and self._test_and_check_goal():
-                    break
-            finished = True
+            result = self.trainer.run(max(start + iterations, self.iteration), handle_interrupts=False)
         finally:
-            try:
-                if finished:  # a checkpoint of a finished run: the next run() starts afresh
-                    self._run_start = None
-                unsaved = self._saved_iteration != self.iteration
-                if self.save_path is not None and self._consistent and (finished or unsaved):
-                    # re-saving the same iteration (now marked finished) keeps the older previous;
-                    # more Ctrl-C meanwhile (a storm) must not cut the save short: held back, dropped
-                    with deferred_signals():
-                        self.save_checkpoint(keep_previous=unsaved)
-            finally:
-                self.evaluator.close()
+            self.evaluator.close()
+        if result.reason == "interrupted":
+            raise KeyboardInterrupt
         return self.weights
-
-    def _test_and_check_goal(self) -> bool:
-        test_reward = self.test()
-        print("iter %d. reward: %f" % (self.iteration, test_reward))
-        if self.save_path is not None:
-            self.save_checkpoint()
-        if self.reward_goal is not None and self.consecutive_goal_stopping is not None:
-            if test_reward >= self.reward_goal:
-                self.consecutive_goal_count += 1
-            else:
-                self.consecutive_goal_count = 0
-            return self.consecutive_goal_count >= self.consecutive_goal_stopping
-        return False
 
     # ------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """Everything to continue bit-identically (strategy, optimizer, lr schedule,
-        iteration and goal counters, global RNG states)."""
+        """Everything to continue bit-identically: the Trainer's state (strategy,
+        optimizer, lr schedule, generation, RNG states, ...) with the iteration, the
+        start of the current ``run`` and the goal counter."""
         return {
-            "strategy": self.strategy.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            **self.trainer.state_dict(),
             "iteration": self.iteration,
             "run_start": self.iteration if self._run_start is None else self._run_start,
             "consecutive_goal_count": self.consecutive_goal_count,
-            "rng": rng_state(),
         }
 
     def save_checkpoint(
@@ -341,8 +353,9 @@ class EvolutionModule:
         keeping the file it replaces as ``<name>.prev<suffix>``.
 
         The file holds ``{"format": "pytorch-es/weights", "tensors": [...], "checkpoint":
-        {...}}``: :func:`pytorch_es.load_weights` reads its weights, :meth:`load_checkpoint`
-        the whole state.
+        {...}}`` with the Trainer's checkpoint (``pytorch_es.training.checkpoint``) under
+        ``"checkpoint"``: :func:`pytorch_es.load_weights` reads its weights,
+        :meth:`load_checkpoint` the whole state.
         """
         target = self.save_path if path is None else check_output_path(path, "path")
         if target is None:
@@ -350,12 +363,7 @@ class EvolutionModule:
         payload = {
             "format": WEIGHTS_FORMAT,
             "tensors": [t.detach().cpu().clone() for t in self.weights],
-            "checkpoint": {
-                "format": CHECKPOINT_FORMAT,
-                "version": CHECKPOINT_VERSION,
-                "config": dict(self._config),
-                "state": self.state_dict(),
-            },
+            "checkpoint": checkpoint_payload(self.state_dict(), self._config),
         }
         if keep_previous:
             keep_previous_copy(target)
@@ -370,7 +378,8 @@ class EvolutionModule:
         counter and RNG states; the next ``run(iterations)`` finishes the interrupted
         ``run`` call (up to its ``iterations``), so with a fixed seed and a
         deterministic reward function the result equals an uninterrupted run.
-        Returns the iteration it continues from. Raises
+        Files of earlier versions (before ``EvolutionModule`` ran on the Trainer) load
+        too. Returns the iteration it continues from. Raises
         :class:`~pytorch_es.training.CheckpointError` naming the file if it is
         corrupted, unsafe, or made with other settings (the message lists them).
         """
@@ -384,12 +393,71 @@ class EvolutionModule:
                 f"checkpoint {str(source)!r} was made with other settings: " + "; ".join(differences)
             )
         state = payload["state"]
-        self.strategy.load_state_dict(state["strategy"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if "generation" not in state:  # written before EvolutionModule ran on the Trainer
+            state = trainer_state_of_a_module_state(state)
+        self.trainer.load_state_dict(state)
         write_back(self.strategy.center, self.weights)
-        self.iteration = int(state["iteration"])
         self._resumed_run_start = int(state["run_start"])
-        self.consecutive_goal_count = int(state["consecutive_goal_count"])
-        load_rng_state(state["rng"])
+        if self.goal_stop is not None:
+            self.goal_stop.count = int(state["consecutive_goal_count"])
         self._saved_iteration = self.iteration
         return self.iteration
+
+
+def trainer_state_of_a_module_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A Trainer state from the state of an ``EvolutionModule`` file written before it ran
+    on the Trainer (``strategy``, ``scheduler``, ``iteration``, ``run_start``,
+    ``consecutive_goal_count``, ``rng``): no metrics, no best center, no env steps."""
+    return {
+        **state,
+        "problem": None,
+        "generation": int(state["iteration"]),
+        "env_steps": 0,
+        "elapsed": 0.0,
+        "metrics": [],
+        "best": {"test_reward": None, "generation": None, "center": None, "problem": None},
+        "last_test_reward": None,
+    }
+
+
+class WriteBack(Callback):
+    """Writes the center into the parameters (tensors or Keras variables) in place after
+    every iteration, as the 2018 module did."""
+
+    def __init__(self, weights: list[Any]) -> None:
+        self.weights = weights
+
+    def on_generation_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        write_back(trainer.strategy.center, self.weights)
+
+
+class PrintTestReward(Callback):
+    """The 2018 printout: ``iter 10. reward: 187.000000`` after each test."""
+
+    def on_generation_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        if row["test_reward"] is not None:
+            print("iter %d. reward: %f" % (trainer.generation, row["test_reward"]))
+
+
+class SaveCallback(Callback):
+    """Writes ``module.save_path`` at each test, and when the run ends (finished, or
+    stopped by an error or Ctrl-C between iterations, unless that iteration is saved)."""
+
+    def __init__(self, module: EvolutionModule) -> None:
+        self.module = module
+
+    def on_generation_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        if row["test_reward"] is not None and self.module.save_path is not None:
+            self.module.save_checkpoint()
+
+    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
+        module = self.module
+        finished = result.reason in ("generations", "target")
+        if finished:  # a checkpoint of a finished run: the next run() starts afresh
+            module._run_start = None
+        unsaved = module._saved_iteration != module.iteration
+        if module.save_path is not None and trainer.consistent and (finished or unsaved):
+            # re-saving the same iteration (now marked finished) keeps the older previous;
+            # more Ctrl-C meanwhile (a storm) must not cut the save short: held back, dropped
+            with deferred_signals():
+                module.save_checkpoint(keep_previous=unsaved)

@@ -1,6 +1,6 @@
 """Layer 5: the training loop (ask -> evaluate -> tell) and its callbacks."""
 
-from pytorch_es.training.callbacks import Callback, CallbackList, LambdaCallback
+from pytorch_es.training.callbacks import Callback, CallbackList, GoalStop, LambdaCallback
 from pytorch_es.training.checkpoint import (
     CHECKPOINT_NAME,
     PREVIOUS_NAME,
@@ -22,6 +22,7 @@ __all__ = [
     "CallbackList",
     "CheckpointCallback",
     "CheckpointError",
+    "GoalStop",
     "LambdaCallback",
     "MetricsCSV",
     "ProgressCallback",

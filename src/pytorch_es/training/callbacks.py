@@ -7,6 +7,8 @@ every finished generation. It must not change the search (that would break the
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -81,3 +83,34 @@ class LambdaCallback(Callback):
     def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
         if self._end is not None:
             self._end(trainer, result)
+
+
+class GoalStop(Callback):
+    """Stops the run once ``consecutive`` tests in a row scored at or above ``goal``.
+
+    A test below the goal resets the count; generations without a test leave it alone.
+    This is the 2018 ``reward_goal`` / ``consecutive_goal_stopping`` rule of
+    ``EvolutionModule`` (``Trainer(target=...)`` is the special case ``consecutive=1``).
+    The stop is asked for with ``trainer.request_stop("target")``, so the run ends with
+    reason ``"target"`` after the generation. ``count`` is the current streak; it carries
+    over between runs (restore it when resuming).
+    """
+
+    def __init__(self, goal: float, consecutive: int = 1) -> None:
+        if isinstance(goal, bool) or not isinstance(goal, numbers.Real):
+            raise TypeError(f"goal must be a number, got {type(goal).__name__}")
+        if math.isnan(goal):
+            raise ValueError("goal must be a number, got nan")
+        if isinstance(consecutive, bool) or not isinstance(consecutive, int) or consecutive < 1:
+            raise ValueError(f"consecutive must be an int >= 1, got {consecutive!r}")
+        self.goal = float(goal)
+        self.consecutive = consecutive
+        self.count = 0
+
+    def on_generation_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        test_reward = row.get("test_reward")
+        if test_reward is None:
+            return
+        self.count = self.count + 1 if test_reward >= self.goal else 0
+        if self.count >= self.consecutive:
+            trainer.request_stop("target")

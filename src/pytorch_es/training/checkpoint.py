@@ -73,6 +73,17 @@ def keep_previous_copy(path: str | os.PathLike[str]) -> None:
         raise
 
 
+def checkpoint_payload(state: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint dict ``{"format", "version", "config", "state"}`` that
+    :func:`save_checkpoint` writes (``EvolutionModule`` stores it inside its weights file)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": dict(config or {}),
+        "state": dict(state),
+    }
+
+
 def save_checkpoint(
     path: str | os.PathLike[str],
     state: Mapping[str, Any],
@@ -82,12 +93,7 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint atomically; the checkpoint it replaces becomes ``*.prev.pt``."""
     path = Path(path)
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "config": dict(config or {}),
-        "state": dict(state),
-    }
+    payload = checkpoint_payload(state, config)
     if keep_previous:
         keep_previous_copy(path)
     return save_state(path, payload)

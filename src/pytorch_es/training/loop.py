@@ -189,6 +189,8 @@ class Trainer:
             ``test_every`` generations and after the last one. It must not depend on
             global random state (use fixed seeds) so that a resumed run tests the same.
         test_every: test period in generations (>= 1).
+        test_at_end: also test after the last generation of a run, when it does not fall
+            on the period (default ``True``; ``EvolutionModule`` tests only on the period).
         target: stop as soon as a test scores ``>= target`` (needs ``test``).
         callbacks: :class:`Callback` objects (metrics, checkpoints, progress, ...).
         scheduler: an optional ``torch.optim.lr_scheduler`` on ``strategy.optimizer``,
@@ -203,6 +205,7 @@ class Trainer:
         *,
         test: TestFunction | None = None,
         test_every: int = 1,
+        test_at_end: bool = True,
         target: float | None = None,
         callbacks: Iterable[Callback] = (),
         scheduler: Any | None = None,
@@ -225,6 +228,9 @@ class Trainer:
         self.evaluator = evaluator if evaluator is not None else SerialEvaluator()
         self.test = test
         self.test_every = _check_int("test_every", test_every, 1)
+        if not isinstance(test_at_end, bool):
+            raise TypeError(f"test_at_end must be a bool, got {type(test_at_end).__name__}")
+        self.test_at_end = test_at_end
         self.target = None if target is None else float(target)
         self.callbacks = CallbackList(callbacks)
         self.scheduler = scheduler
@@ -362,11 +368,18 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def _should_test(self) -> bool:
         return self.test is not None and (
-            self.generation % self.test_every == 0 or self.generation >= self.max_generations
+            self.generation % self.test_every == 0
+            or (self.test_at_end and self.generation >= self.max_generations)
         )
 
-    def step(self) -> dict[str, Any]:
-        """Run one generation and return its metrics row (also appended to ``metrics``)."""
+    def step(self, *, test: bool | None = None) -> dict[str, Any]:
+        """Run one generation and return its metrics row (also appended to ``metrics``).
+
+        ``test``: ``None`` tests on the schedule (every ``test_every`` generations and after
+        the last one), ``False`` skips the test of this generation, ``True`` forces it.
+        """
+        if test is not None and not isinstance(test, bool):
+            raise TypeError(f"test must be a bool or None, got {type(test).__name__}")
         if self._clock_start is None:
             self._clock_start = time.perf_counter()
             self._elapsed_at_start = self.elapsed
@@ -392,7 +405,7 @@ class Trainer:
         self.env_steps += int(result.env_steps)
         generation_time = time.perf_counter() - started
         test_reward = None
-        if self._should_test():
+        if self.test is not None and (self._should_test() if test is None else test):
             assert self.test is not None
             test_reward = check_reward(self.test(self.strategy.center.detach().clone()), "the test run")
             self.last_test_reward = test_reward
