@@ -25,20 +25,14 @@ from typing import Any
 
 import torch
 
+from pytorch_es.core.checks import check_decay, check_population_size, check_positive, check_reward
 from pytorch_es.core.parameters import ParametersLike, as_parameter_list, flatten, unflatten, write_back
 from pytorch_es.core.population import Population
 from pytorch_es.core.shaping import FitnessShaping
 from pytorch_es.evaluation.base import Evaluator, FunctionProblem, MemberEvaluationError
 from pytorch_es.evaluation.threads import ThreadEvaluator
 from pytorch_es.io import WEIGHTS_FORMAT, check_output_path, save_state
-from pytorch_es.strategies.base import check_reward
-from pytorch_es.strategies.openai_es import (
-    OpenAIES,
-    OptimizerFactory,
-    check_decay,
-    check_population_size,
-    check_positive,
-)
+from pytorch_es.strategies.openai_es import OpenAIES, OptimizerFactory
 from pytorch_es.strategies.registry import get as get_strategy
 from pytorch_es.training.callbacks import Callback, GoalStop
 from pytorch_es.training.checkpoint import (
@@ -88,7 +82,7 @@ def _default_evaluator(threadcount: int, timeout: float | None, population_size:
     """Threads, or with a ``timeout`` worker processes that can be killed when they overrun."""
     if timeout is None:
         return ThreadEvaluator(threadcount)
-    from pytorch_es.evaluation.pool import check_timeout
+    from pytorch_es.core.checks import check_timeout
     from pytorch_es.evaluation.processes import ProcessEvaluator
 
     # the pool's timeout is per task: one member per task makes it a bound on one reward call

@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from pytorch_es.core.checks import check_int, check_reward
 from pytorch_es.evaluation.base import Evaluator, Problem, SerialEvaluator
-from pytorch_es.strategies.base import Strategy, check_reward
+from pytorch_es.strategies.base import Strategy
 from pytorch_es.training.callbacks import Callback, CallbackList
 
 TestFunction = Callable[[torch.Tensor], float]
@@ -171,12 +172,6 @@ def deferred_signals() -> Iterator[list[int]]:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
-def _check_int(name: str, value: int, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return value
-
-
 class Trainer:
     """Runs a strategy on a problem, generation after generation.
 
@@ -227,7 +222,7 @@ class Trainer:
         self.problem = problem
         self.evaluator = evaluator if evaluator is not None else SerialEvaluator()
         self.test = test
-        self.test_every = _check_int("test_every", test_every, 1)
+        self.test_every = check_int("test_every", test_every, 1)
         if not isinstance(test_at_end, bool):
             raise TypeError(f"test_at_end must be a bool, got {type(test_at_end).__name__}")
         self.test_at_end = test_at_end
@@ -469,7 +464,7 @@ class Trainer:
         ``"interrupted"`` or ``"terminated"`` instead of raising ``KeyboardInterrupt``
         or dying.
         """
-        self.max_generations = _check_int("generations", generations, 0)
+        self.max_generations = check_int("generations", generations, 0)
         self._stop_reason = None
         self._clock_start = None
         abandoned = False
