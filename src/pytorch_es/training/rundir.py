@@ -20,6 +20,7 @@ from here too (imported on first use, so that this module needs no Gymnasium).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import time
@@ -154,3 +155,47 @@ class PolicySaver(Callback):
     def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
         if trainer.best_generation is not None and self._written != trainer.best_generation:
             self.save(trainer)
+
+
+# ------------------------------------------------- the directory of a new or resumed run
+def default_out(env_id: str) -> Path:
+    """``runs/ENV_ID-YYYYmmdd-HHMMSS`` (``-2``, ``-3``, ... if that exists already)."""
+    base = Path("runs") / f"{env_id.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, count = base, 1
+    while path.exists():
+        count += 1
+        path = base.with_name(f"{base.name}-{count}")
+    return path
+
+
+def new_run_directory(resources: contextlib.ExitStack, config: Any) -> Path:
+    """The directory of a new run, created if needed and held; refused if it holds a run."""
+    from pytorch_es.training.checkpoint import CHECKPOINT_NAME
+
+    directory = Path(config.out) if config.out else default_out(config.env_id)
+    taken = (f"--out {str(directory)!r} already holds a run; continue it with "
+             f"pytorch-es train --resume {directory}, or choose another --out")
+    if (directory / CHECKPOINT_NAME).exists():
+        raise ValueError(taken)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"--out {str(directory)!r} exists and is not a directory")
+    created = not directory.exists()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot create --out {str(directory)!r}: {error.strerror or error}") from None
+    hold_run_directory(resources, directory, created=created)
+    if (directory / CHECKPOINT_NAME).exists():  # written by a run that ended while this one started
+        raise ValueError(taken)
+    return directory
+
+
+def hold_run_directory(resources: contextlib.ExitStack, directory: Path, created: bool) -> None:
+    """One run per directory: its lock until ``resources`` close (a second train or resume
+    fails at once, naming the holder's PID), stale temporary files of a killed run removed,
+    and a directory this run created removed again if the run fails before writing into it."""
+    lock = RunDirectoryLock(directory).acquire()  # RunDirectoryError names the holder
+    resources.callback(lock.release)
+    if created:
+        resources.callback(remove_if_empty, directory)  # runs first: the lock is still held
+    remove_stale_temporaries(directory)
