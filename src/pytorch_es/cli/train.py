@@ -26,35 +26,7 @@ from pytorch_es.cli.common import (
 
 # for --help; the registry decides
 ALGOS = ("openai-es", "pgpe", "snes", "xnes", "cma-es", "sep-cma-es", "ipop-cma-es", "bipop-cma-es", "cem", "ars")
-# option (argparse dest) -> dotted TrainConfig key
-OPTION_KEYS = {
-    "algo": "strategy.name",
-    "population": "strategy.population_size",
-    "sigma": "strategy.sigma",
-    "lr": "strategy.lr",
-    "optimizer": "strategy.optimizer",
-    "fitness_shaping": "strategy.fitness_shaping",
-    "hidden": "policy.hidden",
-    "activation": "policy.activation",
-    "episodes": "problem.episodes_per_member",
-    "max_steps": "problem.max_steps",
-    "obs_norm": "problem.obs_norm",
-    "reward_shift": "problem.reward_shift",
-    "vector": "problem.vector",
-    "device": "problem.device",
-    "backend": "evaluation.backend",
-    "workers": "evaluation.workers",
-    "ray_address": "evaluation.ray_address",
-    "timeout": "evaluation.timeout",
-    "seed": "seed",
-    "generations": "generations",
-    "target": "target",
-    "test_every": "test_every",
-    "test_episodes": "test_episodes",
-    "checkpoint_every": "checkpoint_every",
-    "tensorboard": "tensorboard",
-    "out": "out",
-}
+RUN_KEYS = ("seed", "generations", "target", "test_every", "test_episodes", "checkpoint_every", "tensorboard", "out")
 UNKILLABLE_BACKENDS = ("serial", "threads")
 
 
@@ -116,9 +88,18 @@ def add_parser(commands: Any) -> None:
     train.set_defaults(func=cmd_train, check_usage=check_usage)
 
 
+def option_keys() -> dict[str, str]:
+    """Option (argparse dest) -> dotted TrainConfig key: the flat names of release 0.2's
+    config, which were the options' names, and the run-level keys (imported after parsing:
+    the config module needs torch)."""
+    from pytorch_es.training.config import LEGACY_KEYS
+
+    return {**LEGACY_KEYS, **{key: key for key in RUN_KEYS}}
+
+
 def label(key: str) -> str:
     """The option that sets dotted config key ``key`` (``env_id`` for the positional)."""
-    for dest, dotted in OPTION_KEYS.items():
+    for dest, dotted in option_keys().items():
         if dotted == key:
             return "--" + dest.replace("_", "-")
     return key
@@ -147,7 +128,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given as options, nested like a config (options not given are absent)."""
     from pytorch_es.training.config import nest
 
-    flat = {key: getattr(args, dest, None) for dest, key in OPTION_KEYS.items()}
+    flat = {key: getattr(args, dest, None) for dest, key in option_keys().items()}
     flat["env_id"] = args.env_id
     return nest({key: value for key, value in flat.items() if value is not None})
 

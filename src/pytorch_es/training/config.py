@@ -216,13 +216,14 @@ def resolve_config(
     if not isinstance(env, str):
         raise TypeError(f"{source}: env_id must be a str, got {type(env).__name__}")
     env = check_env_id(env)
-    algo = _strategy_name(user.get("strategy", {}), chosen)
+    user_strategy = user.get("strategy") if isinstance(user.get("strategy"), Mapping) else {}
+    algo = _strategy_name(user_strategy, chosen)
     if chosen is not None and algo != chosen.algo:
         raise ValueError(f"preset {chosen.name} is tuned for {chosen.algo}, not {label('strategy.name')} {algo}: "
                          "leave one of them out")
     base, origin = defaults_for(chosen.env_id, algo) if chosen is not None else defaults_for(env, algo)
     for key in ("optimizer", "fitness_shaping"):
-        if base["strategy"].get(key) == NONE and user.get("strategy", {}).get(key) not in (None, NONE):
+        if base["strategy"].get(key) == NONE and user_strategy.get(key) not in (None, NONE):
             raise ValueError(f"{label(f'strategy.{key}')} does not apply to {label('strategy.name')} {algo}")
     merged = _merge(base, user)
     merged["env_id"] = env
@@ -235,8 +236,9 @@ def resolve_config(
     return resolved
 
 
-def _strategy_name(strategy: Any, chosen: Any) -> str:
-    if isinstance(strategy, Mapping) and strategy.get("name") is not None:
+def _strategy_name(strategy: Mapping[str, Any], chosen: Any) -> str:
+    """The strategy's registered name: the user's, else the preset's, else OpenAI-ES."""
+    if strategy.get("name") is not None:
         name = strategy["name"]
         if not isinstance(name, str):
             raise TypeError(f"strategy.name must be a str, got {type(name).__name__}")
