@@ -191,3 +191,22 @@ def test_presets_lists_every_preset_with_its_result(capsys):
 def test_resume_refuses_config_and_preset(capsys, tmp_path):
     code, _, err = run_cli(capsys, "train", "--resume", str(tmp_path), "--config", "x.toml")
     assert code == 2 and "applies to a new run" in err
+
+
+def test_python_trains_from_a_file_and_resumes_like_the_cli(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text(f'env_id = "CartPole-v1"\nseed = 2\ngenerations = 2\ntarget = "none"\ntest_episodes = 2\n'
+                    f'out = "{tmp_path / "run"}"\n[strategy]\npopulation_size = 8\n')
+    outcome = pytorch_es.train(path)
+    assert outcome.trained and outcome.result.generation == 2 and outcome.config.strategy.sigma == 0.1
+    with pytorch_es.Run.resume(tmp_path / "run", overrides={"generations": 4}) as run:
+        assert run.trainer.generation == 2 and run.config.generations == 4
+        assert run.train().result.generation == 4
+    with pytest.raises(ValueError, match="only generations, target"), pytorch_es.Run.resume(
+            tmp_path / "run", overrides={"strategy": {"sigma": 0.5}}):
+        pass
+    straight = pytorch_es.train(resolve_config(config=path, overrides={"generations": 4,
+                                                                        "out": str(tmp_path / "straight")}))
+    a, b = (load_checkpoint(d / "checkpoint.pt")["state"]["strategy"]["center"]
+            for d in (tmp_path / "run", straight.directory))
+    assert torch.equal(a, b)
