@@ -141,3 +141,17 @@ def test_cr_fm_nes_members_follow_its_low_rank_covariance():
     assert torch.equal(population.member(7), members[7])
     projections = population.projections(torch.eye(4, dtype=torch.float64)[:2])
     assert torch.allclose(projections, population.noise_matrix()[:, :2])
+
+
+def test_cr_fm_nes_rejects_a_shape_step_that_would_make_d_non_positive():
+    strategy = strategies.get("cr-fm-nes")(torch.zeros(6, dtype=torch.float64), population_size=8, maximize=False,
+                                           seed=1)
+    population = strategy.ask()
+    assert strategy.tell(sphere(population.members()), population=population)["shape_step_rejected"] == 0.0
+    v, d = strategy.v.clone(), strategy.D.clone()
+    strategy.p["eta_B"] = 200.0  # a step far too long: D + S D < 0 somewhere
+    population = strategy.ask()
+    stats = strategy.tell(sphere(population.members()), population=population)
+    assert stats["shape_step_rejected"] == 1.0
+    assert torch.equal(strategy.v, v) and torch.equal(strategy.D, d)
+    assert math.isfinite(strategy.sigma) and bool(torch.isfinite(strategy.ask().members()).all())

@@ -110,17 +110,20 @@ class CRFMNES(Strategy):
         a = population.projections(vb.unsqueeze(0))[:, 0].to("cpu", torch.float64)  # vb . z_i
         norms = population.square_norms().to("cpu", torch.float64)  # |z_i|^2
         c_s, c_c = p["c_s"], p["c_c"]
-        self.p_s.mul_(1 - c_s).add_(lin(by_member(self.w_rank)), alpha=math.sqrt(c_s * (2 - c_s) * p["mu_eff"]))
+        w_rank = by_member(self.w_rank)
+        g_rank = lin(w_rank)
+        self.p_s.mul_(1 - c_s).add_(g_rank, alpha=math.sqrt(c_s * (2 - c_s) * p["mu_eff"]))
         ps_norm = float(self.p_s.norm())
         if ps_norm >= p["chi_d"]:  # moving: distance weights favour far, good samples
             hat = by_member(self.w_hat)
             radius = norms.sqrt()
             hat = hat * torch.exp(p["alpha"] * (radius - radius[hat > 0].max()))
             w, eta_sigma = hat / hat.sum() - 1 / lam, 1.0
+            g_w = lin(w)
         else:
-            w = by_member(self.w_rank)
+            w, g_w = w_rank, g_rank
             eta_sigma = p["eta_stag"] if ps_norm >= 0.1 * p["chi_d"] else p["eta_conv"]
-        wy = lin(w) + c * float(w @ a) * vb  # sum_i w_i y_i
+        wy = g_w + c * float(w @ a) * vb  # sum_i w_i y_i
         self.p_c.mul_(1 - c_c).add_(self.D * wy, alpha=math.sqrt(c_c * (2 - c_c) * p["mu_eff"]))
         with torch.no_grad():
             self._center.add_((self.lr * self.sigma * self.D * wy).to(self._center.dtype))
@@ -136,17 +139,25 @@ class CRFMNES(Strategy):
         vv = vb.square()
         al = min(1.0, math.sqrt(n2 * n2 + (2 * gamma - math.sqrt(gamma)) / float(vv.max())) / (2 + n2))
         b = -(1 - al * al) * n2 * n2 / gamma + 2 * al * al
-        inv_h_vv = vv / (2 - (b + 2 * al * al) * vv)
+        h = 2 - (b + 2 * al * al) * vv
+        inv_h_vv = vv / h
         T = P - vb * (R + gamma * W) / 2
         S = Q - n2 / gamma * vb * P - W
         S = S - al / gamma * ((2 + n2) * T * vb - n2 * vv * (R - gamma * W) / 2)
-        S = S / (2 - (b + 2 * al * al) * vv) - b / (1 + b * float(vv @ inv_h_vv)) * inv_h_vv * float(inv_h_vv @ S)
+        denominator = 1 + b * float(vv @ inv_h_vv)
+        S = S / h - (b / denominator if denominator else math.inf) * inv_h_vv * float(inv_h_vv @ S)
         T = T - al * ((2 + n2) * S * vb - vb * float(vv @ S))
-        self.v = self.v + T / norm_v
-        self.D = self.D + S * self.D
-        self.D /= math.exp(float(self.D.log().mean()) + math.log(1 + float(self.v @ self.v)) / (2 * d))
+        v, D = self.v + T / norm_v, self.D + S * self.D
+        # not in the paper: a step that would make D non-positive or anything non-finite is
+        # rejected (the reference then yields NaN, e.g. on a rotated ill-conditioned ellipsoid)
+        accepted = bool(torch.isfinite(v).all() and torch.isfinite(D).all() and (D > 0).all())
+        if accepted:
+            D = D / math.exp(float(D.log().mean()) + math.log(1 + float(v @ v)) / (2 * d))
+            accepted = bool(torch.isfinite(D).all() and (D > 0).all())
+        if accepted:
+            self.v, self.D = v, D
         self.sigma *= math.exp(eta_sigma / 2 * float(w @ (norms - d)) / d)
-        return {"sigma": self.sigma, "ps_norm": ps_norm}
+        return {"sigma": self.sigma, "ps_norm": ps_norm, "shape_step_rejected": float(not accepted)}
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"sigma": self.sigma}
