@@ -127,9 +127,10 @@ class Population:
 
     @property
     def sigma(self) -> float:
-        """Read-only alias: the scalar scale, or the mean of a per-parameter scale."""
-        if isinstance(self.scale, torch.Tensor):
-            return scale_stats(self.scale)["scale_mean"]
+        """Read-only alias: the scalar scale, or the mean of a per-parameter scale (with a
+        ``low_rank`` factor: of the per-coordinate standard deviations, as ``scale_stats``)."""
+        if isinstance(self.scale, torch.Tensor) or self.low_rank is not None:
+            return scale_stats(self.scale, None, self.low_rank)["scale_mean"]
         return self.scale
 
     def scale_stats(self) -> dict[str, float]:
