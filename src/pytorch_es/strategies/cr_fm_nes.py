@@ -14,9 +14,20 @@ first, ``w^r_i = max(0, ln(N/2 + 1) - ln i) / sum - 1/N``:
              | 2 tanh((0.025 N + 0.75 d + 10) / (d + 4)) (converging)
     p_c   <- (1 - c_c) p_c + sqrt(c_c (2 - c_c) mu_eff) D sum_i w_i y_i
     m     <- m + eta_m sigma D sum_i w_i y_i
-    v, D  <- the natural-gradient step of the paper's eqs. (t_i, s_i of every y_i with weight
-             eta_B w_i, and of p_c / D with weight c_1), then D <- D / det(A)^(1/d)
     sigma <- sigma exp(eta_s / 2 * sum_i w_i (|z_i|^2 - d) / d)
+
+and ``v``, ``D`` by the natural gradient, over the columns ``y_i`` (weight ``eta_B w_i``) and
+``p_c / D`` (weight ``c_1``), each with ``a = vb . y``:
+
+    t = a y - (a^2 + gamma) / 2 vb,   s = y^2 - |v|^2 / gamma a (y * vb) - 1
+    s <- s - al / gamma ((2 + |v|^2) (t * vb) - |v|^2 (vb . t) vb^2)
+    s <- s / H - b / (1 + b vb^2 . (vb^2 / H)) (vb^2 / H) ((vb^2 / H) . s),   H = 2 - (b + 2 al^2) vb^2
+    t <- t - al ((2 + |v|^2) (s * vb) - (vb^2 . s) vb)
+    v <- v + sum_c w_c t_c / |v|,   D <- D + (sum_c w_c s_c) * D,   D <- D / det(A)^(1/d)
+
+``al = min(1, sqrt(|v|^4 + (2 gamma - sqrt(gamma)) / max vb^2) / (2 + |v|^2))``,
+``b = -(1 - al^2) |v|^4 / gamma + 2 al^2``, ``det(A)^(1/d) = exp(mean(ln D) + ln(1 + |v_new|^2) / (2 d))``.
+A step that would make ``D`` non-positive or ``v``, ``D`` non-finite is skipped (not in the paper).
 
 Defaults of the paper: ``eta_m = 1`` (``lr``), ``c_1 = (d - 5) / 6 * 2 / ((d + 1.3)^2 + mu_eff)``,
 ``eta_B = tanh((min(0.02 N, 3 ln d) + 5) / (0.23 d + 25))``, ``alpha = h^-1(d) min(1, sqrt(N/d))``
