@@ -1,13 +1,18 @@
-"""Strategy benchmark: evaluations to reach f - f* < 1e-8, side by side with pycma.
+"""Strategy benchmark: evaluations to reach f - f* < 1e-8, side by side with the reference.
 
 Quality (counts, not noisy): for each function in {sphere, ellipsoid, rosenbrock,
 rotated ellipsoid}, dim in {10, 40} and seed, our CMA-ES / sep-CMA-ES and pycma's
-(``cma``, with ``CMA_diagonal=True`` for sep) start from the same ``x0 ~ U(-1, 1)^n``
-and ``sigma0 = 0.5`` and run ask/tell until the best f is below 1e-8 or ``--budget``
-evaluations; the median evaluations over the seeds and the ratio ours / pycma are
-printed (target: ratio <= 1.1). A run that does not reach the target counts as the
-budget (the table shows how many reached it). ``--png`` writes median best-so-far
-curves.
+(``cma``, with ``CMA_diagonal=True`` for sep), or our CR-FM-NES and the authors'
+(``crfmnes`` 1.0.0, run by ``benchmarks/peers/crfmnes_run.py`` in ``--crfmnes-python``,
+default ``.peers/crfmnes/bin/python``, with the same population size) start from the
+same ``x0 ~ U(-1, 1)^n`` and ``sigma0 = 0.5`` and run ask/tell until the best f is below
+1e-8 or ``--budget`` evaluations; the median evaluations over the seeds and the ratio
+ours / reference are printed (target: ratio <= 1.1). A run that does not reach the
+target counts as the budget (the table shows how many reached it). On ``rastrigin``
+(no restarts), and on every cell with ``--best-f``, the medians are of the best f after
+``--budget`` evaluations instead; a
+cell ``algo:function:dim:population`` sets the population of both. ``--png`` writes
+median best-so-far curves.
 
 Speed (``--speed``, preliminary: wall time on a busy machine is noisy): ask + tell
 seconds per generation of every registered strategy at the given dims.
@@ -16,6 +21,8 @@ pycma is a benchmark-only dependency: ``pip install cma``.
 
     python benchmarks/strategies.py --seeds 15 --png docs/strategies_convergence.png
     python benchmarks/strategies.py --seeds 3 --dims 10 --functions sphere
+    python benchmarks/strategies.py --algos cr-fm-nes --seeds 15
+    python benchmarks/strategies.py --cells cr-fm-nes:rastrigin:10:200 --budget 100000
     python benchmarks/strategies.py --speed --speed-dims 100 10000
 """
 
@@ -24,12 +31,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
+import subprocess
 import time
 
 import torch
 
 TARGET = 1e-8
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEER = {"cma-es": "pycma", "sep-cma-es": "pycma", "cr-fm-nes": "crfmnes"}
 
 
 def rotation(n: int, seed: int = 12345) -> torch.Tensor:
@@ -49,6 +60,8 @@ def make_function(name: str, n: int):
     if name == "rotated-ellipsoid":
         rot = rotation(n)
         return lambda x: (coefficients * (x @ rot.T) ** 2).sum(-1)
+    if name == "rastrigin":
+        return lambda x: 10 * n + (x**2 - 10 * torch.cos(2 * math.pi * x)).sum(-1)
     raise ValueError(f"unknown function {name!r}")
 
 
@@ -57,10 +70,12 @@ def start(n: int, seed: int) -> torch.Tensor:
     return torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1
 
 
-def run_ours(algo: str, function, x0: torch.Tensor, seed: int, budget: int) -> tuple[int, list]:
+def run_ours(algo: str, function, x0: torch.Tensor, seed: int, budget: int,
+             population: int | None = None) -> tuple[int, list]:
     from pytorch_es import strategies
 
-    strategy = strategies.get(algo)(x0.clone(), sigma=0.5, maximize=False, seed=seed)
+    size = {} if population is None else {"population_size": population}
+    strategy = strategies.get(algo)(x0.clone(), sigma=0.5, maximize=False, seed=seed, **size)
     evaluations, best, curve = 0, math.inf, []
     while evaluations < budget:
         population = strategy.ask()
@@ -94,15 +109,36 @@ def run_pycma(algo: str, function, x0: torch.Tensor, seed: int, budget: int) -> 
     return evaluations, curve
 
 
-def cells(args: argparse.Namespace) -> list[tuple[str, str, int]]:
-    """(algo, function, dim) to run: ``--cells algo:function:dim ...`` or the product."""
+def crfmnes_population(n: int) -> int:
+    """Our CR-FM-NES default, which the reference (it has none) is given too."""
+    return 2 * math.ceil((4 + int(3 * math.log(n))) / 2)
+
+
+def run_crfmnes(args: argparse.Namespace, name: str, n: int, population: int | None) -> list[tuple[int, list]]:
+    """All seeds of one cell in the authors' implementation, in its own venv."""
+    python = args.crfmnes_python or os.path.join(ROOT, ".peers", "crfmnes", "bin", "python")
+    if not os.path.exists(python):
+        raise SystemExit(f"no CR-FM-NES reference at {python}: python3 -m venv .peers/crfmnes && "
+                         ".peers/crfmnes/bin/pip install numpy crfmnes==1.0.0 (or --crfmnes-python PATH)")
+    job = {"function": name, "dim": n, "population": population or crfmnes_population(n), "sigma": 0.5,
+           "budget": args.budget, "target": TARGET,
+           "rotation": rotation(n).tolist() if name == "rotated-ellipsoid" else None,
+           "runs": [{"seed": seed + 1, "x0": start(n, seed).tolist()} for seed in range(args.seeds)]}
+    script = os.path.join(ROOT, "benchmarks", "peers", "crfmnes_run.py")
+    reply = subprocess.run([python, script], input=json.dumps(job), capture_output=True, text=True, check=True)
+    return [(r["evaluations"], [tuple(point) for point in r["curve"]]) for r in json.loads(reply.stdout)]
+
+
+def cells(args: argparse.Namespace) -> list[tuple[str, str, int, int | None]]:
+    """(algo, function, dim, population) to run: ``--cells algo:function:dim[:population] ...``
+    or the product (default populations)."""
     if args.cells:
         out = []
         for text in args.cells:
-            algo, name, n = text.split(":")
-            out.append((algo, name, int(n)))
+            algo, name, n, *size = text.split(":")
+            out.append((algo, name, int(n), int(size[0]) if size else None))
         return out
-    return [(algo, name, n) for algo in args.algos for name in args.functions for n in args.dims
+    return [(algo, name, n, None) for algo in args.algos for name in args.functions for n in args.dims
             if args.all_pairs or not (algo == "sep-cma-es" and name == "rotated-ellipsoid")]
 
 
@@ -121,29 +157,45 @@ def quality(args: argparse.Namespace) -> dict:
                 results = json.load(file)
         except FileNotFoundError:
             pass
-    for algo, name, n in cells(args):
-        key = f"{algo} {name} {n}"
+    for algo, name, n, population in cells(args):
+        key = f"{algo} {name} {n}" + ("" if population is None else f" {population}")
+        peer = PEER[algo]
+        fixed = name == "rastrigin" or args.best_f  # best f at the budget, not evaluations to the target
         if key not in results:
             function = make_function(name, n)
-            row = {"ours": [], "pycma": [], "curves": {"ours": [], "pycma": []}, "budget": args.budget}
+            row = {"ours": [], peer: [], "curves": {"ours": [], peer: []}, "budget": args.budget, "peer": peer,
+                   "metric": "best_f" if fixed else "evaluations"}
+            theirs = run_crfmnes(args, name, n, population) if peer == "crfmnes" else None
             for seed in range(args.seeds):
                 x0 = start(n, seed)
-                for who, runner in (("ours", run_ours), ("pycma", run_pycma)):
-                    count, curve = runner(algo, function, x0, seed, args.budget)
-                    row[who].append(count if curve[-1][1] < TARGET else args.budget)
+                for who in ("ours", peer):
+                    if who == "ours":
+                        count, curve = run_ours(algo, function, x0, seed, args.budget, population)
+                    elif theirs is not None:
+                        count, curve = theirs[seed]
+                    else:
+                        count, curve = run_pycma(algo, function, x0, seed, args.budget)
+                    row[who].append(curve[-1][1] if fixed else count if curve[-1][1] < TARGET else args.budget)
                     row["curves"][who].append(thin(curve))
             results[key] = row
             if args.json:
                 with open(args.json, "w") as file:
                     json.dump(results, file)
         row = results[key]
+        peer = row.get("peer", "pycma")
         budget = row.get("budget", args.budget)
-        ours, theirs = statistics.median(row["ours"]), statistics.median(row["pycma"])
+        ours, theirs = statistics.median(row["ours"]), statistics.median(row[peer])
+        label = f"{algo:11s} {name:18s} dim {n:3d}" + ("" if population is None else f" population {population}")
+        if row.get("metric") == "best_f":
+            print(f"{label}: median best f after {budget} evaluations ours {ours:.3g}  {peer} {theirs:.3g}  "
+                  f"(ours per seed {[round(v, 2) for v in row['ours']]}, {peer} {[round(v, 2) for v in row[peer]]})",
+                  flush=True)
+            continue
         reached_ours = sum(c < budget for c in row["ours"])
-        reached_theirs = sum(c < budget for c in row["pycma"])
-        print(f"{algo:11s} {name:18s} dim {n:3d}: median evaluations ours {ours:9.0f} "
-              f"({reached_ours}/{len(row['ours'])} reached)  pycma {theirs:9.0f} "
-              f"({reached_theirs}/{len(row['pycma'])})  ratio {ours / theirs:5.2f}", flush=True)
+        reached_theirs = sum(c < budget for c in row[peer])
+        print(f"{label}: median evaluations ours {ours:9.0f} "
+              f"({reached_ours}/{len(row['ours'])} reached)  {peer} {theirs:9.0f} "
+              f"({reached_theirs}/{len(row[peer])})  ratio {ours / theirs:5.2f}", flush=True)
     return results
 
 
@@ -173,14 +225,15 @@ def plot(results: dict, path: str) -> None:
     rows = math.ceil(len(keys) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
     for axis, key in zip(axes.flat, keys):
-        algo, name, n = key.split()
+        algo, name, n = key.split()[:3]
         row = results[key]
-        reached = [c[-1][0] for who in ("ours", "pycma") for c in row["curves"][who] if c[-1][1] < TARGET]
-        last = max(reached or [c[-1][0] for who in ("ours", "pycma") for c in row["curves"][who]])
+        peer = row.get("peer", "pycma")
+        reached = [c[-1][0] for who in ("ours", peer) for c in row["curves"][who] if c[-1][1] < TARGET]
+        last = max(reached or [c[-1][0] for who in ("ours", peer) for c in row["curves"][who]])
         grid = [int(last * k / 200) + 1 for k in range(201)]
-        for who, style in (("ours", "-"), ("pycma", "--")):
+        for who, style in (("ours", "-"), (peer, "--")):
             axis.semilogy(grid, median_curve(row["curves"][who], grid), style,
-                          label="pytorch-es" if who == "ours" else "pycma")
+                          label="pytorch-es" if who == "ours" else peer)
         axis.set_title(f"{algo} {name} {n}-D", fontsize=9)
         axis.set_xlabel("evaluations", fontsize=8)
         axis.axhline(TARGET, color="grey", linewidth=0.5)
@@ -224,6 +277,8 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=200_000)
     parser.add_argument("--cells", nargs="+", help="algo:function:dim cells to run, in this order")
     parser.add_argument("--all-pairs", action="store_true", help="also sep-CMA-ES on the rotated ellipsoid")
+    parser.add_argument("--best-f", action="store_true", help="report the best f at the budget for every cell")
+    parser.add_argument("--crfmnes-python", help="python of the venv with crfmnes (default .peers/crfmnes)")
     parser.add_argument("--png", help="write median convergence curves here")
     parser.add_argument("--json", help="results file: counts and curves, saved after each cell and continued")
     parser.add_argument("--speed", action="store_true", help="time ask+tell instead")

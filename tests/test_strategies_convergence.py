@@ -44,6 +44,8 @@ def minimise(strategy, function, evaluations):
         ("sep-cma-es", ellipsoid, 5000),
         ("xnes", sphere, 8000),
         ("snes", ellipsoid, 20000),
+        ("cr-fm-nes", sphere, 1200),
+        ("cr-fm-nes", ellipsoid, 3000),
     ],
 )
 def test_reaches_1e_8_on_10_d_functions(name, function, budget):
@@ -119,3 +121,37 @@ def test_small_populations_are_refused_with_the_reason():
         strategies.get("cma-es")(torch.zeros(3), population_size=3)
     with pytest.raises(ValueError, match="sigma must be a number or a tensor of shape \\(3,\\)"):
         strategies.get("snes")(torch.zeros(3), sigma=torch.ones(4))
+
+
+def test_cr_fm_nes_members_follow_its_low_rank_covariance():
+    """Members are ``m + sigma D (I + v v^T)^(1/2) z``: the sample covariance of many
+    members matches ``sigma^2 D (I + v v^T) D``, and the low-rank factor travels with the
+    population (no (dim x dim) transform)."""
+    strategy = strategies.get("cr-fm-nes")(torch.zeros(4, dtype=torch.float64), population_size=20000, sigma=0.5,
+                                           seed=3)
+    strategy.v = torch.tensor([1.0, -2.0, 0.5, 0.0], dtype=torch.float64)
+    strategy.D = torch.tensor([1.0, 0.5, 2.0, 1.0], dtype=torch.float64)
+    population = strategy.ask()
+    assert population.transform is None and population.low_rank.shape == (1, 4)
+    members = population.members()
+    covariance = members.T.cov()
+    d = torch.diag(strategy.D)
+    expected = 0.25 * d @ (torch.eye(4, dtype=torch.float64) + torch.outer(strategy.v, strategy.v)) @ d
+    assert torch.allclose(covariance, expected, atol=0.05 * float(expected.abs().max()))
+    assert torch.equal(population.member(7), members[7])
+    projections = population.projections(torch.eye(4, dtype=torch.float64)[:2])
+    assert torch.allclose(projections, population.noise_matrix()[:, :2])
+
+
+def test_cr_fm_nes_rejects_a_shape_step_that_would_make_d_non_positive():
+    strategy = strategies.get("cr-fm-nes")(torch.zeros(6, dtype=torch.float64), population_size=8, maximize=False,
+                                           seed=1)
+    population = strategy.ask()
+    assert strategy.tell(sphere(population.members()), population=population)["shape_step_rejected"] == 0.0
+    v, d = strategy.v.clone(), strategy.D.clone()
+    strategy.p["eta_B"] = 200.0  # a step far too long: D + S D < 0 somewhere
+    population = strategy.ask()
+    stats = strategy.tell(sphere(population.members()), population=population)
+    assert stats["shape_step_rejected"] == 1.0
+    assert torch.equal(strategy.v, v) and torch.equal(strategy.D, d)
+    assert math.isfinite(strategy.sigma) and bool(torch.isfinite(strategy.ask().members()).all())

@@ -25,7 +25,8 @@ from pytorch_es.cli.common import (
 )
 
 # for --help; the registry decides
-ALGOS = ("openai-es", "pgpe", "snes", "xnes", "cma-es", "sep-cma-es", "ipop-cma-es", "bipop-cma-es", "cem", "ars")
+ALGOS = ("openai-es", "pgpe", "snes", "xnes", "cma-es", "sep-cma-es", "ipop-cma-es", "bipop-cma-es", "cem", "ars",
+         "cr-fm-nes")
 RUN_KEYS = ("seed", "generations", "target", "test_every", "test_episodes", "checkpoint_every", "tensorboard", "out")
 UNKILLABLE_BACKENDS = ("serial", "threads")
 

@@ -138,6 +138,14 @@ class NoiseTable:
         return total
 
 
+    def projections(self, offsets: torch.Tensor, vectors: torch.Tensor, dim: int) -> torch.Tensor:
+        """``slice(offsets[k]) . vectors[j]`` as a ``(len(offsets), len(vectors))`` matrix, gathering
+        at most 2**22 values at a time (low-rank strategies need ``U eps_k`` per slice)."""
+        vectors = vectors.to(device=self.device, dtype=self.dtype)
+        rows = max(1, (1 << 22) // dim)
+        parts = [self.gather(offsets[i : i + rows], dim) @ vectors.T for i in range(0, len(offsets), rows)]
+        return torch.cat(parts) if parts else self.values.new_zeros((0, len(vectors)))
+
     def square_norms(self, offsets: torch.Tensor, dim: int) -> torch.Tensor:
         """``|slice(offsets[k])|^2`` for every offset, gathering at most 2**22 values at a time."""
         rows = max(1, (1 << 22) // dim)

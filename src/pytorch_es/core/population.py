@@ -6,18 +6,20 @@ workers. Member ``i`` of generation ``g`` is
     z_i     = s_i * eps_{k(i)}                      (a noise-table slice, sign s_i = +-1)
     theta_i = center + scale * z_i                  (scalar or per-parameter scale)
     theta_i = center + scale * (transform @ z_i)    (full-covariance strategies)
+    theta_i = center + scale * (z_i + U^T U z_i)    (a low-rank form: ``low_rank`` U, k x dim)
 
 clipped into ``[low, high]`` when the strategy has bounds. ``k(i)`` and ``s_i`` come
 from ``(noise seed, generation, i)``; with ``antithetic`` members ``2k`` and ``2k + 1``
 share ``eps_k`` with opposite signs. The distribution's tensors (center, scale,
-transform, bounds) travel once per generation; every member is rebuilt where it is
-evaluated. No (population x dim) matrix exists unless :meth:`Population.members` is
+transform or low-rank factor, bounds) travel once per generation; every member is
+rebuilt where it is evaluated. No (population x dim) matrix exists unless :meth:`Population.members` is
 called for a batched evaluation.
 
 The reductions :meth:`Population.linear_sum` (``sum_i w_i z_i``) and
 :meth:`Population.squared_sum` (``sum_i w_i (z_i**2 - 1)``) are what strategies
-build their updates from; both read each noise slice once and never build the
-member matrix.
+build their updates from, with :meth:`Population.square_norms` (``|z_i|^2``) and
+:meth:`Population.projections` (``U z_i``, for a low-rank form); each reads each noise
+slice once and never builds the member matrix.
 """
 
 from __future__ import annotations
@@ -35,11 +37,19 @@ from pytorch_es.core.noise import NoiseTable, num_pairs, pair_index
 MAX_TRANSFORM_DIM = 4096
 
 
-def scale_stats(scale: float | torch.Tensor, transform: torch.Tensor | None = None) -> dict[str, float]:
+def scale_stats(
+    scale: float | torch.Tensor, transform: torch.Tensor | None = None, low_rank: torch.Tensor | None = None
+) -> dict[str, float]:
     """``scale_mean``, ``scale_min``, ``scale_max`` of a scalar or per-parameter scale; with
-    a ``transform`` A, of the per-coordinate standard deviations ``scale * |A_i|``."""
+    a ``transform`` A, of the per-coordinate standard deviations ``scale * |A_i|``; with a
+    ``low_rank`` U, of ``scale * |(I + U^T U)_i|``."""
     if transform is not None:
         scale = scale * transform.double().norm(dim=1)
+    if low_rank is not None:
+        u = low_rank.double()
+        # row i of I + U^T U is e_i + U^T U[:, i]: |.|^2 = 1 + 2 |U_:i|^2 + |U^T U_:i|^2
+        columns = u.square().sum(0)
+        scale = scale * (1 + 2 * columns + (u.T @ (u @ u.T)).mul(u.T).sum(1)).sqrt()
     if isinstance(scale, torch.Tensor):
         scale = scale.double()
         return {"scale_mean": float(scale.mean()), "scale_min": float(scale.min()), "scale_max": float(scale.max())}
@@ -63,6 +73,9 @@ class Population:
             ``noise.seed``.
         transform: ``None`` or a ``(dim, dim)`` matrix ``A`` (members
             ``center + scale * A z``), for full-covariance strategies.
+        low_rank: ``None`` or a ``(k, dim)`` matrix ``U`` (members
+            ``center + scale * (z + U^T U z)``), for low-rank + diagonal strategies
+            (CR-FM-NES, k = 1); O(k dim) to ship. Not combined with ``transform``.
         low, high: ``None`` or 1-D tensors: members are clipped into ``[low, high]``.
     """
 
@@ -76,6 +89,7 @@ class Population:
     transform: torch.Tensor | None = None
     low: torch.Tensor | None = None
     high: torch.Tensor | None = None
+    low_rank: torch.Tensor | None = None
     _offsets: torch.Tensor | None = field(default=None, repr=False)
     _offset_list: list[int] | None = field(default=None, repr=False)
 
@@ -97,6 +111,12 @@ class Population:
                 )
             # row-major everywhere: a worker's copy is, and mv's rounding depends on the layout
             self.transform = self.transform.contiguous()
+        if self.low_rank is not None:
+            if self.transform is not None:
+                raise ValueError("a Population takes a transform or a low_rank factor, not both")
+            if self.low_rank.dim() != 2 or self.low_rank.shape[1] != self.dim:
+                raise ValueError(f"low_rank must have shape (k, {self.dim}), got {tuple(self.low_rank.shape)}")
+            self.low_rank = self.low_rank.contiguous()
 
     def __len__(self) -> int:
         return self.size
@@ -107,14 +127,15 @@ class Population:
 
     @property
     def sigma(self) -> float:
-        """Read-only alias: the scalar scale, or the mean of a per-parameter scale."""
-        if isinstance(self.scale, torch.Tensor):
-            return scale_stats(self.scale)["scale_mean"]
+        """Read-only alias: the scalar scale, or the mean of a per-parameter scale (with a
+        ``low_rank`` factor: of the per-coordinate standard deviations, as ``scale_stats``)."""
+        if isinstance(self.scale, torch.Tensor) or self.low_rank is not None:
+            return scale_stats(self.scale, None, self.low_rank)["scale_mean"]
         return self.scale
 
     def scale_stats(self) -> dict[str, float]:
         """``scale_mean``, ``scale_min``, ``scale_max`` of the (per-parameter) scale."""
-        return scale_stats(self.scale, self.transform)
+        return scale_stats(self.scale, self.transform, self.low_rank)
 
     @property
     def offsets(self) -> torch.Tensor:
@@ -151,18 +172,21 @@ class Population:
     def member(self, index: int) -> torch.Tensor:
         """Member ``index`` as a new flat parameter vector."""
         eps, sign = self._slice(index)
-        if self.transform is None and not isinstance(self.scale, torch.Tensor):
+        if self.transform is None and self.low_rank is None and not isinstance(self.scale, torch.Tensor):
             member = self.center.add(eps.to(self.center.dtype), alpha=sign * self.scale)
         else:
             member = self.center + self._step((eps * sign).to(self.center.dtype).unsqueeze(0))[0]
         return self._clip(member)
 
     def _step(self, z: torch.Tensor) -> torch.Tensor:
-        """``scale * (A z)`` for rows ``z`` (tensor scale or transform). One ``mv`` per row,
+        """``scale * (A z)`` or ``scale * (z + U^T U z)`` for rows ``z``. One ``mv`` per row,
         not one matmul: a member's bits must not depend on how many are built with it
         (BLAS picks other kernels for other shapes), so every backend and chunking agrees."""
         if self.transform is not None:
             z = torch.stack([torch.mv(self.transform, row) for row in z])
+        if self.low_rank is not None:
+            u = self.low_rank.to(z.dtype)
+            z = torch.stack([row + torch.mv(u.T, torch.mv(u, row)) for row in z])
         return z * self.scale
 
     def noise_matrix(self, indices: Sequence[int] | None = None) -> torch.Tensor:
@@ -184,7 +208,7 @@ class Population:
         indices = list(range(self.size)) if indices is None else [self._check(i) for i in indices]
         if not indices:
             return self.center.new_zeros((0, self.dim))
-        if self.transform is not None or isinstance(self.scale, torch.Tensor):
+        if self.transform is not None or self.low_rank is not None or isinstance(self.scale, torch.Tensor):
             return self._clip(self.center.unsqueeze(0) + self._step(self.noise_matrix(indices)))
         pairs, signs = zip(*(pair_index(i, self.antithetic) for i in indices))
         slices = self.noise.gather(self.offsets[list(pairs)], self.dim).to(self.center.dtype)
@@ -222,6 +246,18 @@ class Population:
         if not self.antithetic:
             return norms
         return norms.repeat_interleave(2)[: self.size]
+
+    def projections(self, vectors: torch.Tensor) -> torch.Tensor:
+        """``vectors[j] . z_i`` as a ``(size, k)`` matrix (``U z_i`` for a ``(k, dim)`` U), without
+        the member matrix: what a low-rank strategy needs per member (O(size k) memory)."""
+        if vectors.dim() != 2 or vectors.shape[1] != self.dim:
+            raise ValueError(f"vectors must have shape (k, {self.dim}), got {tuple(vectors.shape)}")
+        values = self.noise.projections(self.offsets, vectors, self.dim)
+        if not self.antithetic:
+            return values
+        signs = torch.ones(self.size, dtype=values.dtype, device=values.device)
+        signs[1::2] = -1
+        return values.repeat_interleave(2, dim=0)[: self.size] * signs.unsqueeze(1)
 
     def squared_sum(self, weights: torch.Tensor) -> torch.Tensor:
         """``sum_i w_i (z_i**2 - 1)`` over the members (a ``dim`` vector)."""

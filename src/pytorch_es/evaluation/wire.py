@@ -6,7 +6,7 @@ scalars). Per generation:
 
 * the center, **once** (shared memory for local processes, one ``ray.put`` for Ray),
   in one block with the distribution's other tensors: a per-parameter scale, a
-  full-covariance transform, the bounds (:func:`pack_distribution`);
+  full-covariance transform or a low-rank factor, the bounds (:func:`pack_distribution`);
 * to each worker, one :class:`GenerationSetup` (a scalar scale, noise seed and table size,
   generation, population size, ``problem.worker_state()``, a reference to the
   center) and one :class:`Task` per chunk of member indices (a ``range``);
@@ -43,7 +43,8 @@ class GenerationSetup:
     the vectors themselves: one published block holds, in this order, the center
     (``param_dim`` values), a per-parameter scale (``scale_numel`` values: 0 when
     ``scale`` is a float), the transform (``param_dim**2`` values when ``transform``)
-    and the bounds (``2 * param_dim`` values when ``bounds``); ``center_dtype``/``dim``
+    or the low-rank factor (``low_rank_rows * param_dim`` values) and the bounds
+    (``2 * param_dim`` values when ``bounds``); ``center_dtype``/``dim``
     describe the block's bytes (``dim`` is its length in values).
     """
 
@@ -64,6 +65,7 @@ class GenerationSetup:
     transform: bool = False
     bounds: bool = False
     run_seed: int | None = None
+    low_rank_rows: int = 0
 
 
 def pack_distribution(population: Population) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -75,6 +77,8 @@ def pack_distribution(population: Population) -> tuple[torch.Tensor, dict[str, A
         parts.append(scale.detach().reshape(-1).to(center))
     if population.transform is not None:
         parts.append(population.transform.detach().reshape(-1).to(center))
+    if population.low_rank is not None:
+        parts.append(population.low_rank.detach().reshape(-1).to(center))
     if population.low is not None:
         parts += [population.low.reshape(-1).to(center), population.high.reshape(-1).to(center)]
     block = torch.cat(parts) if len(parts) > 1 else center
@@ -83,6 +87,7 @@ def pack_distribution(population: Population) -> tuple[torch.Tensor, dict[str, A
         "scale_numel": scale.numel() if isinstance(scale, torch.Tensor) else 0,
         "transform": population.transform is not None,
         "bounds": population.low is not None,
+        "low_rank_rows": 0 if population.low_rank is None else len(population.low_rank),
         "sigma": 0.0 if isinstance(scale, torch.Tensor) else float(scale),
     }
     return block, fields
@@ -95,14 +100,17 @@ def unpack_population(block: torch.Tensor, setup: GenerationSetup, noise: NoiseT
     scale: float | torch.Tensor = setup.sigma
     if setup.scale_numel:
         scale, at = block[at : at + setup.scale_numel], at + setup.scale_numel
-    transform = low = high = None
+    transform = low_rank = low = high = None
     if setup.transform:
         transform, at = block[at : at + dim * dim].view(dim, dim), at + dim * dim
+    if setup.low_rank_rows:
+        rows = setup.low_rank_rows
+        low_rank, at = block[at : at + rows * dim].view(rows, dim), at + rows * dim
     if setup.bounds:
         low, high = block[at : at + dim], block[at + dim : at + 2 * dim]
     return Population(
         center, scale, noise, setup.generation, setup.size, setup.antithetic,
-        seed=setup.run_seed, transform=transform, low=low, high=high,
+        seed=setup.run_seed, transform=transform, low=low, high=high, low_rank=low_rank,
     )
 
 

@@ -10,6 +10,7 @@ from pytorch_es.strategies.base import Strategy
 from pytorch_es.strategies.cem import CEM
 from pytorch_es.strategies.clipup import ClipUp
 from pytorch_es.strategies.cma_es import CMAES
+from pytorch_es.strategies.cr_fm_nes import CRFMNES
 from pytorch_es.strategies.openai_es import OPTIMIZERS, OpenAIES
 from pytorch_es.strategies.pgpe import PGPE
 from pytorch_es.strategies.registry import available, get, register
@@ -23,6 +24,7 @@ __all__ = [
     "BIPOPCMAES",
     "CEM",
     "CMAES",
+    "CRFMNES",
     "IPOPCMAES",
     "OPTIMIZERS",
     "PGPE",

@@ -5,7 +5,8 @@ reward validation, ``maximize``, fitness shaping, the generation counter,
 best-so-far tracking, bounds, ask/tell pairing and a complete ``state_dict()``. A
 strategy writes only
 
-* ``_distribution()``: the scale (and transform) of the current generation;
+* ``_distribution()``: the scale (and transform) of the current generation, and
+  ``_low_rank()`` for a low-rank + diagonal strategy (default ``None``);
 * ``_update(population, fitness)``: the update from fitness values (larger is
   better, the sign of ``maximize`` already applied), returning statistics;
 * ``_extra_state()`` / ``_load_extra_state(state)``: its own tensors, and
@@ -210,6 +211,10 @@ class Strategy(ABC):
     def _update(self, population: Population, fitness: torch.Tensor) -> dict[str, float]:
         """Update from float64 ``fitness`` (larger is better); return statistics."""
 
+    def _low_rank(self) -> torch.Tensor | None:
+        """``None``, or the ``(k, dim)`` factor U of members ``center + scale * (z + U^T U z)``."""
+        return None
+
     def hyperparameters(self) -> dict[str, Any]:
         """The strategy's settings, saved in ``state_dict()`` (numbers, strings, bools)."""
         return {}
@@ -252,6 +257,7 @@ class Strategy(ABC):
 
     def _population(self) -> Population:
         scale, transform = self._distribution()
+        low_rank = self._low_rank()
         if isinstance(scale, torch.Tensor):
             scale = scale.detach().clone()
         low, high = self.bounds if self.bounds is not None else (None, None)
@@ -264,6 +270,7 @@ class Strategy(ABC):
             antithetic=self.antithetic,
             seed=self.seed,
             transform=None if transform is None else transform.detach().clone(),
+            low_rank=None if low_rank is None else low_rank.detach().clone(),
             low=low,
             high=high,
         )
@@ -307,7 +314,7 @@ class Strategy(ABC):
         self.generation += 1
         stats.setdefault("update_norm", float((self._center - current.center).norm()))
         stats.setdefault("lr", self.lr)
-        stats.update(scale_stats(*self._distribution()))
+        stats.update(scale_stats(*self._distribution(), self._low_rank()))
         return stats
 
     # ----------------------------------------------------------------- state

@@ -20,6 +20,7 @@ _REGISTRY: dict[str, str | type] = {
     "cem": "pytorch_es.strategies.cem:CEM",
     "ars": "pytorch_es.strategies.ars:ARS",
     "xnes": "pytorch_es.strategies.xnes:XNES",
+    "cr-fm-nes": "pytorch_es.strategies.cr_fm_nes:CRFMNES",
 }
 
 
