@@ -141,7 +141,8 @@ def defaults_for(env_id: str, algo: str = "openai-es") -> tuple[dict[str, Any], 
     settings["strategy"].update({k: v for k, v in per_strategy.get(algo, {}).items() if k in STRATEGY_KEYS})
     if fallback is not None:
         return settings, f"preset {fallback.name} with {algo}'s generic settings"
-    return settings, f"no preset for {env_id}: generic defaults"
+    return settings, (f"no preset for {env_id}: generic defaults (a linear policy on normalised observations, "
+                      f"{algo}; pytorch-es presets lists the tuned envs)")
 
 
 def _merge(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:

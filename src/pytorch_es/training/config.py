@@ -58,10 +58,10 @@ class StrategyConfig:
     ``optimizer`` / ``fitness_shaping`` ``None``: the strategy has none to set."""
 
     name: str = "openai-es"
-    population_size: int = 128
-    sigma: float = 0.05
-    lr: float = 0.03
-    optimizer: str | None = "adam"
+    population_size: int = 64
+    sigma: float = 0.1
+    lr: float = 0.1
+    optimizer: str | None = "sgd"
     fitness_shaping: str | None = "centered_ranks"
     options: dict[str, Any] = field(default_factory=dict)  # any other keyword of the strategy
 
@@ -76,9 +76,10 @@ class StrategyConfig:
 
 @dataclass
 class PolicyConfig:
-    """The MLP policy: hidden sizes (``()``: linear) and hidden activation."""
+    """The MLP policy: hidden sizes (``()``: linear) and hidden activation.
+    The dataclasses' defaults are ``presets/generic.toml``'s (a test checks it)."""
 
-    hidden: tuple[int, ...] = (64,)
+    hidden: tuple[int, ...] = ()
     activation: str = "tanh"
 
 
