@@ -34,11 +34,11 @@ def test_the_cartpole_preset_sets_what_the_first_release_tuned():
 
 
 def test_an_env_without_preset_takes_the_generic_defaults_and_its_threshold():
-    config = resolve_config("Acrobot-v1", new_seed=lambda: 1)
-    assert config.origin.startswith("no preset for Acrobot-v1: generic defaults (a linear policy")
-    assert config.target == -100.0 and config.strategy.population_size == 64 and config.policy.hidden == ()
+    config = resolve_config("MountainCar-v0", new_seed=lambda: 1)
+    assert config.origin.startswith("no preset for MountainCar-v0: generic defaults (a linear policy")
+    assert config.target == -110.0 and config.strategy.population_size == 64 and config.policy.hidden == ()
     # the dataclass defaults are generic.toml's
-    assert TrainConfig(env_id="Acrobot-v1", seed=1, target=-100.0) == config
+    assert TrainConfig(env_id="MountainCar-v0", seed=1, target=-110.0) == config
 
 
 def test_another_strategy_on_a_preset_env_borrows_the_env_settings_not_the_strategy_ones():
