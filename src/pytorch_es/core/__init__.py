@@ -1,7 +1,15 @@
-"""Pure core: flat parameter vectors, reproducible noise, fitness shaping."""
+"""Pure core: flat parameter vectors, reproducible noise, the search distribution, fitness
+shaping and argument checks (``core.checks``)."""
 
 from pytorch_es.core.noise import NoiseTable, default_table_size, mix_seed
-from pytorch_es.core.parameters import as_parameter_list, flatten, num_parameters, unflatten, write_back
+from pytorch_es.core.parameters import (
+    as_parameter_list,
+    flatten,
+    num_parameters,
+    register_parameter_source,
+    unflatten,
+    write_back,
+)
 from pytorch_es.core.population import Population
 from pytorch_es.core.shaping import FITNESS_SHAPINGS, centered_ranks, get_fitness_shaping, raw, z_score
 
@@ -17,6 +25,7 @@ __all__ = [
     "mix_seed",
     "num_parameters",
     "raw",
+    "register_parameter_source",
     "unflatten",
     "write_back",
     "z_score",

@@ -118,7 +118,9 @@ class Run:
         ``overrides`` (nested) may change only :data:`MUTABLE_KEYS`; ``labels`` names a
         dotted key in errors."""
         directory, _ = resume_paths(path)
-        run = cls.__new__(cls)
+        run = cls.__new__(cls)  # built on __enter__, once the directory is held and the checkpoint read
+        run.config, run.state, run.problem, run.evaluator, run.trainer = None, None, None, None, None
+        run._resources = contextlib.ExitStack()
         run._pending_resume = (Path(path), dict(overrides or {}), labels, kwargs)
         run._directory = directory
         return run
