@@ -210,3 +210,10 @@ def test_python_trains_from_a_file_and_resumes_like_the_cli(tmp_path):
     a, b = (load_checkpoint(d / "checkpoint.pt")["state"]["strategy"]["center"]
             for d in (tmp_path / "run", straight.directory))
     assert torch.equal(a, b)
+
+
+def test_a_preset_borrowed_for_another_env_warns_and_takes_that_envs_target():
+    with pytest.warns(UserWarning, match="tuned and measured on LunarLander-v3, not CartPole-v1"):
+        config = resolve_config("CartPole-v1", preset="LunarLander-v3", new_seed=lambda: 1)
+    assert config.target == 475.0 and config.problem.episodes_per_member == 4
+    assert config.origin == "preset LunarLander-v3 (tuned for LunarLander-v3, not CartPole-v1)"

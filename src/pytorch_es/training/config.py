@@ -25,6 +25,7 @@ import inspect
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,6 +224,11 @@ def resolve_config(
         raise ValueError(f"preset {chosen.name} is tuned for {chosen.algo}, not {label('strategy.name')} {algo}: "
                          "leave one of them out")
     base, origin = defaults_for(chosen.env_id, algo) if chosen is not None else defaults_for(env, algo)
+    if chosen is not None and chosen.env_id != env:  # a preset borrowed for another env: not its target
+        base.pop("target", None)
+        origin = f"preset {chosen.name} (tuned for {chosen.env_id}, not {env})"
+        warnings.warn(f"preset {chosen.name} was tuned and measured on {chosen.env_id}, not {env}; its settings "
+                      f"apply, with {env}'s own target", stacklevel=2)
     for key in ("optimizer", "fitness_shaping"):
         if base["strategy"].get(key) == NONE and user_strategy.get(key) not in (None, NONE):
             raise ValueError(f"{label(f'strategy.{key}')} does not apply to {label('strategy.name')} {algo}")

@@ -258,7 +258,7 @@ class Run:
             + (f"reward shift {shift:g} (training only), " if shift else "")
             + f"{describe_evaluator(evaluator, config.evaluation.timeout)} "
             f"({config.evaluation.backend}: {self.choice.reason}); run directory {self.directory}"
-            + (f"; {origin}" if origin and origin.startswith("no preset") else "")
+            + (f"; {origin}" if origin and not origin.startswith("preset " + config.env_id) else "")
         )
 
 
