@@ -17,6 +17,7 @@ import difflib
 import functools
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "defaults_for",
     "find_preset",
     "get_preset",
+    "merge_tables",
     "read_toml",
 ]
 
@@ -130,14 +132,14 @@ def defaults_for(env_id: str, algo: str = "openai-es") -> tuple[dict[str, Any], 
     settings["strategy"]["name"] = algo
     preset = find_preset(env_id, algo)
     if preset is not None:
-        _merge(settings, copy.deepcopy(preset.settings))
+        merge_tables(settings, preset.settings)
         return settings, f"preset {preset.name}"
     fallback = find_preset(env_id, "openai-es")
     if fallback is not None:
         borrowed = copy.deepcopy(fallback.settings)
         borrowed["strategy"] = {"population_size": borrowed.get("strategy", {}).get("population_size")}
         borrowed["strategy"] = {k: v for k, v in borrowed["strategy"].items() if v is not None}
-        _merge(settings, borrowed)
+        merge_tables(settings, borrowed)
     settings["strategy"].update({k: v for k, v in per_strategy.get(algo, {}).items() if k in STRATEGY_KEYS})
     if fallback is not None:
         return settings, f"preset {fallback.name} with {algo}'s generic settings"
@@ -145,11 +147,11 @@ def defaults_for(env_id: str, algo: str = "openai-es") -> tuple[dict[str, Any], 
                       f"{algo}; pytorch-es presets lists the tuned envs)")
 
 
-def _merge(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
-    """``layer`` over ``base`` in place, table by table."""
+def merge_tables(base: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
+    """``layer`` over ``base`` in place, table by table (``layer``'s values copied)."""
     for key, value in layer.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            merge_tables(base[key], value)
         else:
-            base[key] = value
+            base[key] = copy.deepcopy(value)
     return base

@@ -202,7 +202,7 @@ def resolve_config(
     about ``overrides`` (the CLI gives its options' names).
     """
     from pytorch_es.rl import check_env_id, reward_threshold
-    from pytorch_es.rl.presets import defaults_for, get_preset
+    from pytorch_es.rl.presets import defaults_for, get_preset, merge_tables
 
     label = labels or (lambda key: key)
     if isinstance(config, (str, os.PathLike)):
@@ -210,7 +210,7 @@ def resolve_config(
     else:
         file_layer, source = dict(config or {}), "config"
     file_layer = {k: v for k, v in file_layer.items() if k not in METADATA_KEYS}
-    user = _merge(copy.deepcopy(file_layer), _drop_none(overrides or {}))
+    user = merge_tables(copy.deepcopy(file_layer), _drop_none(overrides or {}))
     chosen = get_preset(preset) if preset is not None else None
     env = env_id or user.get("env_id") or (chosen.env_id if chosen is not None else None)
     if not env:
@@ -232,7 +232,7 @@ def resolve_config(
     for key in ("optimizer", "fitness_shaping"):
         if base["strategy"].get(key) == NONE and user_strategy.get(key) not in (None, NONE):
             raise ValueError(f"{label(f'strategy.{key}')} does not apply to {label('strategy.name')} {algo}")
-    merged = _merge(base, user)
+    merged = merge_tables(base, user)
     merged["env_id"] = env
     if "target" not in merged:
         merged["target"] = reward_threshold(env)
@@ -507,12 +507,3 @@ def _drop_none(data: Mapping[str, Any]) -> dict[str, Any]:
         elif value is not None:
             out[key] = value
     return out
-
-
-def _merge(base: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
-    for key, value in layer.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
-    return base
