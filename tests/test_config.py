@@ -11,7 +11,7 @@ import torch
 
 import pytorch_es
 from cli_helpers import assert_one_line_error, run_cli
-from pytorch_es.rl.presets import available_presets, defaults_for, find_preset, get_preset
+from pytorch_es.rl.presets import available_presets, default_strategy, defaults_for, find_preset, get_preset
 from pytorch_es.training.checkpoint import load_checkpoint
 from pytorch_es.training.config import TrainConfig, resolve_config
 
@@ -46,6 +46,20 @@ def test_another_strategy_on_a_preset_env_borrows_the_env_settings_not_the_strat
     assert origin == "preset CartPole-v1 with cma-es's generic settings"
     assert settings["strategy"]["population_size"] == 512 and settings["strategy"]["optimizer"] == "none"
     assert settings["policy"]["hidden"] == []
+
+
+def test_an_env_whose_own_preset_is_not_openai_es_trains_with_that_strategy():
+    """``pytorch-es train Swimmer-v5`` takes its preset (ARS) without ``--algo``; the ARS preset
+    sits on ARS's generic settings (no optimizer, no shaping); ``--algo openai-es`` says why it
+    gets the generic defaults."""
+    assert default_strategy("Swimmer-v5") == "ars" and default_strategy("MountainCar-v0") == "openai-es"
+    config = resolve_config("Swimmer-v5", new_seed=lambda: 1)
+    assert config.origin == "preset Swimmer-v5" and config.strategy.name == "ars"
+    assert config.strategy.optimizer is None and config.strategy.fitness_shaping is None
+    assert config.strategy.options["top_directions"] == 1 and config.target == 325.0
+    other = resolve_config("Swimmer-v5", overrides={"strategy": {"name": "openai-es"}}, new_seed=lambda: 1)
+    assert other.origin.startswith("no openai-es preset for Swimmer-v5 (its preset is for ars): generic defaults")
+    assert other.strategy.population_size == 64 and other.target == 360.0  # Gymnasium's threshold
 
 
 def test_layers_file_then_options_over_the_preset(tmp_path):
@@ -109,6 +123,22 @@ def test_print_config_shows_the_resolved_config_and_trains_nothing(capsys, tmp_p
     data = tomllib.loads(out)
     assert data["seed"] == 4 and data["strategy"]["sigma"] == 0.3 and data["strategy"]["population_size"] == 512
     assert "preset CartPole-v1" in out.splitlines()[0] and not (tmp_path / "x").exists()
+
+
+def test_set_gives_any_config_key_from_the_command_line(capsys):
+    """``--set KEY=VALUE`` reaches keys without an option (a strategy's own keyword), parses TOML
+    values, and loses to a named option of the same key; a bad key or form is one line."""
+    code, out, err = run_cli(capsys, "train", "Swimmer-v5", "--set", "strategy.top_directions=2", "--set",
+                             "strategy.population_size=8", "--population", "6", "--set", "policy.hidden=[4]",
+                             "--set", "problem.max_steps=none", "--print-config")
+    assert code == 0, err
+    data = tomllib.loads(out)
+    assert data["strategy"]["top_directions"] == 2 and data["strategy"]["population_size"] == 6
+    assert data["policy"]["hidden"] == [4] and data["problem"]["max_steps"] == "none"
+    code, _, err = run_cli(capsys, "train", "Swimmer-v5", "--set", "strategy.top_direction=2", "--print-config")
+    assert_one_line_error(code, err, "unknown key 'strategy.top_direction'", "did you mean 'top_directions'")
+    code, _, err = run_cli(capsys, "train", "Swimmer-v5", "--set", "top-directions", "--print-config")
+    assert_one_line_error(code, err, "--set", "expected KEY=VALUE", "'top-directions'")
 
 
 def test_a_copied_preset_trains_and_config_json_replays_it_bit_for_bit(capsys, tmp_path):

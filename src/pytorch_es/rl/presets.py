@@ -115,6 +115,13 @@ def find_preset(env_id: str, algo: str = "openai-es") -> Preset | None:
     return None
 
 
+def default_strategy(env_id: str) -> str:
+    """The strategy ``pytorch-es train ENV`` uses without ``--algo``: that of the env's own
+    preset (the one named ``ENV``, e.g. ARS for ``Swimmer-v5``), else OpenAI-ES."""
+    preset = _presets().get(env_id)
+    return preset.algo if preset is not None and preset.env_id == env_id else "openai-es"
+
+
 @functools.lru_cache(maxsize=1)
 def _generic() -> dict[str, Any]:
     return read_toml(PRESET_DIR / f"{GENERIC_NAME}.toml", "preset")
@@ -122,29 +129,30 @@ def _generic() -> dict[str, Any]:
 
 def defaults_for(env_id: str, algo: str = "openai-es") -> tuple[dict[str, Any], str]:
     """(settings, where they came from) of strategy ``algo`` on ``env_id``: the generic
-    settings, under the env's preset for ``algo`` if there is one; else under the env's
-    OpenAI-ES preset without its strategy settings, with those of ``algo`` from
-    ``generic.toml``'s ``[strategies.NAME]``. Values are as in the files ("none": no value).
+    settings with those of ``algo`` from ``generic.toml``'s ``[strategies.NAME]``, under the
+    env's preset for ``algo`` if there is one; else under the population size of the env's
+    OpenAI-ES preset, if any. Values are as in the files ("none": no value).
     """
     generic = copy.deepcopy(_generic())
     per_strategy = generic.pop("strategies", {})
     settings = generic
     settings["strategy"]["name"] = algo
+    settings["strategy"].update({k: v for k, v in per_strategy.get(algo, {}).items() if k in STRATEGY_KEYS})
     preset = find_preset(env_id, algo)
     if preset is not None:
         merge_tables(settings, preset.settings)
         return settings, f"preset {preset.name}"
     fallback = find_preset(env_id, "openai-es")
     if fallback is not None:
-        borrowed = copy.deepcopy(fallback.settings)
-        borrowed["strategy"] = {"population_size": borrowed.get("strategy", {}).get("population_size")}
-        borrowed["strategy"] = {k: v for k, v in borrowed["strategy"].items() if v is not None}
-        merge_tables(settings, borrowed)
-    settings["strategy"].update({k: v for k, v in per_strategy.get(algo, {}).items() if k in STRATEGY_KEYS})
-    if fallback is not None:
+        size = fallback.settings.get("strategy", {}).get("population_size")
+        if size is not None:
+            settings["strategy"]["population_size"] = size
         return settings, f"preset {fallback.name} with {algo}'s generic settings"
-    return settings, (f"no preset for {env_id}: generic defaults (a linear policy on normalised observations, "
-                      f"{algo}; pytorch-es presets lists the tuned envs)")
+    own = _presets().get(env_id)
+    missing = f"no {algo} preset for {env_id} (its preset is for {own.algo})" if own is not None else (
+        f"no preset for {env_id}")
+    return settings, (f"{missing}: generic defaults (a linear policy on normalised observations, {algo}; "
+                      "pytorch-es presets lists the tuned envs)")
 
 
 def merge_tables(base: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:

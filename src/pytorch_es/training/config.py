@@ -219,7 +219,7 @@ def resolve_config(
         raise TypeError(f"{source}: env_id must be a str, got {type(env).__name__}")
     env = check_env_id(env)
     user_strategy = user.get("strategy") if isinstance(user.get("strategy"), Mapping) else {}
-    algo = _strategy_name(user_strategy, chosen)
+    algo = _strategy_name(user_strategy, chosen, env)
     if chosen is not None and algo != chosen.algo:
         raise ValueError(f"preset {chosen.name} is tuned for {chosen.algo}, not {label('strategy.name')} {algo}: "
                          "leave one of them out")
@@ -243,8 +243,9 @@ def resolve_config(
     return resolved
 
 
-def _strategy_name(strategy: Mapping[str, Any], chosen: Any) -> str:
-    """The strategy's registered name: the user's, else the preset's, else OpenAI-ES."""
+def _strategy_name(strategy: Mapping[str, Any], chosen: Any, env_id: str) -> str:
+    """The strategy's registered name: the user's, else the chosen preset's, else that of the
+    env's own preset (``rl.presets.default_strategy``), else OpenAI-ES."""
     if strategy.get("name") is not None:
         name = strategy["name"]
         if not isinstance(name, str):
@@ -253,7 +254,11 @@ def _strategy_name(strategy: Mapping[str, Any], chosen: Any) -> str:
 
         registry.get(name)  # one line with close names when unknown
         return name.lower()
-    return chosen.algo if chosen is not None else "openai-es"
+    if chosen is not None:
+        return chosen.algo
+    from pytorch_es.rl.presets import default_strategy
+
+    return default_strategy(env_id)
 
 
 def random_seed() -> int:
