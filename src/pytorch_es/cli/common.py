@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Any
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -112,3 +113,20 @@ def hidden(text: str) -> list[int]:
             raise argparse.ArgumentTypeError(f"layer sizes must be >= 1, got {size}")
         sizes.append(size)
     return sizes
+
+
+def setting(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``--set``: a dotted config key and a TOML value (``8``, ``0.5``,
+    ``true``, ``[64, 64]``, ``"none"``); a value that is not TOML is taken as a string."""
+    import tomllib
+
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part.isidentifier() for part in key.split(".")):
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE with a dotted config key, e.g. strategy.top_directions=8, got {text!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return key, parsed

@@ -86,6 +86,9 @@ def add_parser(commands: Any) -> None:
     add("--resume", metavar="DIR", help="continue the run in DIR (or from a checkpoint file)")
     add("--tensorboard", action="store_true", default=None, help="also write TensorBoard events")
     add("--quiet", action="store_true", help="no progress display (summary still printed)")
+    add("--set", type=common.setting, action="append", default=[], metavar="KEY=VALUE", dest="settings",
+        help="any config key (docs/config.md), e.g. --set strategy.top_directions=8 (a strategy's own "
+        "keyword) or --set problem.max_steps=500; repeatable; the named options above win over it")
     train.set_defaults(func=cmd_train, check_usage=check_usage)
 
 
@@ -126,12 +129,15 @@ def check_usage(args: argparse.Namespace) -> None:
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings given as options, nested like a config (options not given are absent)."""
+    """The settings given as options and ``--set``, nested like a config (options not given are
+    absent; a named option wins over ``--set`` of the same key)."""
     from pytorch_es.training.config import nest
 
-    flat = {key: getattr(args, dest, None) for dest, key in option_keys().items()}
-    flat["env_id"] = args.env_id
-    return nest({key: value for key, value in flat.items() if value is not None})
+    flat = dict(getattr(args, "settings", None) or [])
+    given = {key: getattr(args, dest, None) for dest, key in option_keys().items()}
+    given["env_id"] = args.env_id
+    flat.update({key: value for key, value in given.items() if value is not None})
+    return nest(flat)
 
 
 # ---------------------------------------------------------------------- the command
