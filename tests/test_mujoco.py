@@ -69,6 +69,37 @@ def test_the_gif_of_a_mujoco_run_has_several_small_frames(capsys, tmp_path, monk
 
 
 @needs_mujoco
+def test_gif_frames_follow_a_running_body(monkeypatch):
+    """play's MuJoCo camera tracks the body: a HalfCheetah moved 20 m forward is still in the
+    frame (with Gymnasium's default free camera the frame is then floor only)."""
+    import numpy as np
+
+    from pytorch_es.cli.play import mujoco_gif_kwargs
+    from pytorch_es.rl.envs import make_env
+
+    monkeypatch.setenv("MUJOCO_GL", os.environ.get("MUJOCO_GL", "egl"))
+
+    def body_pixels(env_kwargs):
+        env = make_env("HalfCheetah-v5", render_mode="rgb_array", env_kwargs=env_kwargs)
+        try:
+            env.reset(seed=0)
+            env.render()  # the first frame, at the start, as play records it
+            model = env.unwrapped
+            qpos = model.data.qpos.copy()
+            qpos[0] += 20.0
+            model.set_state(qpos, model.data.qvel.copy())
+            frame = env.render().astype(int)
+        finally:
+            env.close()
+        red, green, blue = frame[..., 0], frame[..., 1], frame[..., 2]
+        return int(((red - blue > 60) & (red > green)).sum())  # the body's tan and pink, not the floor's
+
+    assert body_pixels(mujoco_gif_kwargs(64, None)) > 20
+    assert body_pixels({"width": 64, "height": 64}) == 0
+    assert mujoco_gif_kwargs(64, {"camera_id": 0}) == {"width": 64, "height": 64, "camera_id": 0}
+
+
+@needs_mujoco
 def test_config_json_records_the_reward_shift_and_resume_keeps_it(capsys, tmp_path):
     run = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", "Hopper-v5", *SHORT, "--generations", "1", "--reward-shift", "1",
@@ -82,3 +113,20 @@ def test_config_json_records_the_reward_shift_and_resume_keeps_it(capsys, tmp_pa
     code, _, err = run_cli(capsys, "train", "--resume", str(run), "--generations", "2", "--quiet")
     assert code == 0, err
     assert len(_metrics(run)) == 2
+
+
+@needs_mujoco
+def test_mujoco_model_warnings_become_python_warnings(capfd):
+    """mujoco 4 prints a deprecation at every HalfCheetah model load; it is routed to Python's
+    ``warnings`` (shown once per process by default) instead of the terminal."""
+    import warnings
+
+    from pytorch_es.rl.envs import make_env
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            make_env("HalfCheetah-v5").close()
+    assert any("MuJoCo: compiler attribute 'settotalmass'" in str(w.message) for w in caught)
+    out, err = capfd.readouterr()
+    assert "settotalmass" not in out + err

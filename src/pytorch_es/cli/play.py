@@ -62,6 +62,17 @@ def _gif_frame(frame: Any, scale: float) -> Any:
     return image.quantize(colors=64, method=Image.Quantize.FASTOCTREE)
 
 
+def mujoco_gif_kwargs(size: int, env_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """``gym.make`` arguments of a MuJoCo env for GIF frames: rendered at the GIF's size (a
+    software-rendered frame costs its pixels), through the model's ``track`` camera, which
+    follows the body (Gymnasium 1.4's default is a free camera that stays put: a running
+    HalfCheetah leaves the frame within a second). The run's own camera settings win."""
+    kwargs = {"width": size, "height": size, **(env_kwargs or {})}
+    if "camera_id" not in kwargs:
+        kwargs.setdefault("camera_name", "track")
+    return kwargs
+
+
 def cmd_play(args: argparse.Namespace) -> int:
     from pytorch_es.rl import load_policy, make_env
     from pytorch_es.rl.envs import is_mujoco
@@ -82,8 +93,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     scale = args.scale
     if gif is not None and is_mujoco(loaded.env_id):
         # rendered at the GIF's size (480 px scaled): a software-rendered frame costs its pixels
-        size = max(16, round(MUJOCO_FRAME * scale))
-        env_kwargs = {"width": size, "height": size, **(env_kwargs or {})}
+        env_kwargs = mujoco_gif_kwargs(max(16, round(MUJOCO_FRAME * scale)), env_kwargs)
         scale = 1.0
     try:
         env = make_env(loaded.env_id, render_mode=render_mode, env_kwargs=env_kwargs)

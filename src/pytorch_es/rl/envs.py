@@ -30,6 +30,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -178,6 +179,16 @@ def check_spaces(
         raise ValueError(f"{env_id} has an empty Discrete action space {action_space}")
 
 
+def _route_mujoco_warnings() -> None:
+    """Send MuJoCo's C-level warnings (e.g. mujoco 4's "compiler attribute 'settotalmass' is
+    deprecated", printed at every HalfCheetah model load) to Python's ``warnings``, which show a
+    message once per process instead of once per env. A handler the user installed is kept."""
+    import mujoco
+
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(lambda text: warnings.warn(f"MuJoCo: {text}", RuntimeWarning, stacklevel=2))
+
+
 def _env_kwargs(max_steps: int | None, env_kwargs: dict[str, Any] | None) -> dict[str, Any]:
     kwargs = dict(env_kwargs or {})
     if max_steps is not None:
@@ -200,6 +211,8 @@ def make_env(
     kwargs = _env_kwargs(max_steps, env_kwargs)
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
+    if is_mujoco(env_id):
+        _route_mujoco_warnings()
     env = gym.make(env_id, **kwargs)
     try:
         check_spaces(env.observation_space, env.action_space, env_id)
@@ -273,6 +286,8 @@ class SyncBatch(Batch):
 
     def __init__(self, env_id: str, num_envs: int, *, max_steps: int | None = None,
                  env_kwargs: dict[str, Any] | None = None) -> None:
+        if is_mujoco(env_id):
+            _route_mujoco_warnings()
         self.vector_env = gym.make_vec(
             env_id, num_envs=num_envs, vectorization_mode="sync", **_env_kwargs(max_steps, env_kwargs)
         )
