@@ -8,7 +8,8 @@ default ``.peers/crfmnes/bin/python``, with the same population size) start from
 same ``x0 ~ U(-1, 1)^n`` and ``sigma0 = 0.5`` and run ask/tell until the best f is below
 1e-8 or ``--budget`` evaluations; the median evaluations over the seeds and the ratio
 ours / reference are printed (target: ratio <= 1.1). A run that does not reach the
-target counts as the budget (the table shows how many reached it). On ``rastrigin``
+target counts as the budget (the table shows how many reached it). An algo without a
+reference (``ipop-cma-es``, ``ipop-cr-fm-nes``, ...) runs alone. On ``rastrigin``
 (no restarts), and on every cell with ``--best-f``, the medians are of the best f after
 ``--budget`` evaluations instead; a
 cell ``algo:function:dim:population`` sets the population of both. ``--png`` writes
@@ -159,16 +160,17 @@ def quality(args: argparse.Namespace) -> dict:
             pass
     for algo, name, n, population in cells(args):
         key = f"{algo} {name} {n}" + ("" if population is None else f" {population}")
-        peer = PEER[algo]
+        peer = PEER.get(algo)  # None: ours alone
         fixed = name == "rastrigin" or args.best_f  # best f at the budget, not evaluations to the target
         if key not in results:
             function = make_function(name, n)
-            row = {"ours": [], peer: [], "curves": {"ours": [], peer: []}, "budget": args.budget, "peer": peer,
-                   "metric": "best_f" if fixed else "evaluations"}
+            who_runs = ("ours", peer) if peer else ("ours",)
+            row = {**{who: [] for who in who_runs}, "curves": {who: [] for who in who_runs}, "budget": args.budget,
+                   "peer": peer, "metric": "best_f" if fixed else "evaluations"}
             theirs = run_crfmnes(args, name, n, population) if peer == "crfmnes" else None
             for seed in range(args.seeds):
                 x0 = start(n, seed)
-                for who in ("ours", peer):
+                for who in who_runs:
                     if who == "ours":
                         count, curve = run_ours(algo, function, x0, seed, args.budget, population)
                     elif theirs is not None:
@@ -184,8 +186,13 @@ def quality(args: argparse.Namespace) -> dict:
         row = results[key]
         peer = row.get("peer", "pycma")
         budget = row.get("budget", args.budget)
-        ours, theirs = statistics.median(row["ours"]), statistics.median(row[peer])
+        ours, theirs = statistics.median(row["ours"]), statistics.median(row[peer]) if peer else None
         label = f"{algo:11s} {name:18s} dim {n:3d}" + ("" if population is None else f" population {population}")
+        if peer is None:
+            metric = "best f after" if row.get("metric") == "best_f" else "evaluations to 1e-8 within"
+            print(f"{label}: median {metric} {budget} evaluations {ours:.3g} (per seed "
+                  f"{[round(v, 2) for v in row['ours']]})", flush=True)
+            continue
         if row.get("metric") == "best_f":
             print(f"{label}: median best f after {budget} evaluations ours {ours:.3g}  {peer} {theirs:.3g}  "
                   f"(ours per seed {[round(v, 2) for v in row['ours']]}, {peer} {[round(v, 2) for v in row[peer]]})",
@@ -228,10 +235,11 @@ def plot(results: dict, path: str) -> None:
         algo, name, n = key.split()[:3]
         row = results[key]
         peer = row.get("peer", "pycma")
-        reached = [c[-1][0] for who in ("ours", peer) for c in row["curves"][who] if c[-1][1] < TARGET]
-        last = max(reached or [c[-1][0] for who in ("ours", peer) for c in row["curves"][who]])
+        whos = [who for who in ("ours", peer) if who]
+        reached = [c[-1][0] for who in whos for c in row["curves"][who] if c[-1][1] < TARGET]
+        last = max(reached or [c[-1][0] for who in whos for c in row["curves"][who]])
         grid = [int(last * k / 200) + 1 for k in range(201)]
-        for who, style in (("ours", "-"), (peer, "--")):
+        for who, style in zip(whos, ("-", "--")):
             axis.semilogy(grid, median_curve(row["curves"][who], grid), style,
                           label="pytorch-es" if who == "ours" else peer)
         axis.set_title(f"{algo} {name} {n}-D", fontsize=9)

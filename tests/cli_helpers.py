@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import torch
+
 from pytorch_es.cli import main
 
 
@@ -44,3 +46,23 @@ def modules_after(*calls: list[str], modules: tuple[str, ...] = ("torch", "torch
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def assert_equal(a, b, where: str = "state") -> None:
+    """Nested containers of tensors and numbers are exactly equal (``where`` names the first difference)."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), f"{where} differs"
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys differ"
+        for key in a:
+            assert_equal(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{where}: lengths differ"
+        for index, (x, y) in enumerate(zip(a, b)):
+            assert_equal(x, y, f"{where}[{index}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def strip_times(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "wall_time"} for row in rows]

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli_helpers import assert_one_line_error, run_cli
+from cli_helpers import assert_equal, assert_one_line_error, run_cli, strip_times
 from pytorch_es.cli import main
 from pytorch_es.training import load_checkpoint, read_metrics
 
@@ -55,26 +55,6 @@ def wait_for_rows(process: subprocess.Popen, metrics: Path, rows: int, timeout: 
         time.sleep(0.01)
     process.kill()
     pytest.fail("training did not reach the expected generation in time")
-
-
-def assert_equal(a, b) -> None:
-    """Nested containers of tensors and numbers are exactly equal."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys()
-        for key in a:
-            assert_equal(a[key], b[key])
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b)
-        for x, y in zip(a, b):
-            assert_equal(x, y)
-    else:
-        assert a == b
-
-
-def strip_times(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k != "wall_time"} for row in rows]
 
 
 @pytest.fixture(scope="module")

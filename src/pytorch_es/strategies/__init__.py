@@ -14,7 +14,7 @@ from pytorch_es.strategies.cr_fm_nes import CRFMNES
 from pytorch_es.strategies.openai_es import OPTIMIZERS, OpenAIES
 from pytorch_es.strategies.pgpe import PGPE
 from pytorch_es.strategies.registry import available, get, register
-from pytorch_es.strategies.restarts import BIPOPCMAES, IPOPCMAES
+from pytorch_es.strategies.restarts import BIPOPCMAES, IPOPCMAES, IPOPCRFMNES, Restarts
 from pytorch_es.strategies.sep_cma_es import SepCMAES
 from pytorch_es.strategies.snes import SNES
 from pytorch_es.strategies.xnes import XNES
@@ -26,12 +26,14 @@ __all__ = [
     "CMAES",
     "CRFMNES",
     "IPOPCMAES",
+    "IPOPCRFMNES",
     "OPTIMIZERS",
     "PGPE",
     "SNES",
     "XNES",
     "ClipUp",
     "OpenAIES",
+    "Restarts",
     "SepCMAES",
     "Strategy",
     "available",

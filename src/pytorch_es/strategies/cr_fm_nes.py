@@ -78,8 +78,13 @@ class CRFMNES(Strategy):
         super().__init__(center, population_size=lam, antithetic=antithetic, **common)
         self.sigma = check_positive("sigma", sigma)
         self.optimizer = Hyperparameters(lr=check_positive("lr", lr, allow_zero=True))
-        lam = self.population_size
-        f64 = {"dtype": torch.float64, "device": self.device}
+        self._set_population_size(self.population_size)
+        self._fresh_distribution()
+
+    def _set_population_size(self, lam: int) -> None:
+        """``population_size`` and what depends on it: the weights and the rates above."""
+        d = self.dim
+        self.population_size = lam
         hat = (math.log(lam / 2 + 1) - torch.log(torch.arange(1, lam + 1, dtype=torch.float64))).clamp(min=0)
         self.w_hat, self.w_rank = hat, hat / hat.sum() - 1 / lam
         mu_eff = float(1 / ((self.w_rank + 1 / lam) ** 2).sum())
@@ -91,7 +96,13 @@ class CRFMNES(Strategy):
                   "eta_stag": math.tanh((0.024 * lam + 0.7 * d + 20) / (d + 12)),
                   "eta_conv": 2 * math.tanh((0.025 * lam + 0.75 * d + 10) / (d + 4)),
                   "eta_B": math.tanh((min(0.02 * lam, 3 * math.log(d)) + 5) / (0.23 * d + 25))}
-        generator = torch.Generator().manual_seed(mix_seed(self.seed, 0xC0F))
+
+    def _fresh_distribution(self, restart: int = 0) -> None:
+        """``v ~ N(0, I/d)`` drawn from the seed (and ``restart``, for restarts), ``D = 1``, zero
+        paths (``sigma`` is left as it is)."""
+        d, f64 = self.dim, {"dtype": torch.float64, "device": self.device}
+        seed = mix_seed(self.seed, 0xC0F) if restart == 0 else mix_seed(self.seed, 0xC0F, restart)
+        generator = torch.Generator().manual_seed(seed)
         self.v = (torch.randn(d, generator=generator, dtype=torch.float64) / math.sqrt(d)).to(self.device)
         self.D = torch.ones(d, **f64)
         self.p_s, self.p_c = torch.zeros(d, **f64), torch.zeros(d, **f64)

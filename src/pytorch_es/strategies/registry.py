@@ -21,6 +21,7 @@ _REGISTRY: dict[str, str | type] = {
     "ars": "pytorch_es.strategies.ars:ARS",
     "xnes": "pytorch_es.strategies.xnes:XNES",
     "cr-fm-nes": "pytorch_es.strategies.cr_fm_nes:CRFMNES",
+    "ipop-cr-fm-nes": "pytorch_es.strategies.restarts:IPOPCRFMNES",
 }
 
 

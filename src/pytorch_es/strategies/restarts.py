@@ -1,23 +1,31 @@
-"""IPOP- and BIPOP-CMA-ES: CMA-ES restarted with growing (or alternating) populations.
+"""Restarts with growing (or alternating) populations: IPOP and BIPOP, for CMA-ES and CR-FM-NES.
 
 IPOP: Auger and Hansen (2005), "A Restart CMA Evolution Strategy With Increasing
 Population Size" (CEC). BIPOP: Hansen (2009), "Benchmarking a BI-Population CMA-ES on
-the BBOB-2009 Function Testbed" (GECCO workshop). A run ends when one criterion of
-Hansen (2009) holds (fitness ``f`` larger is better, the sign of ``maximize`` applied):
+the BBOB-2009 Function Testbed" (GECCO workshop). :class:`Restarts` wraps a strategy
+class (``class IPOPCMAES(Restarts, CMAES)``). A run ends when one criterion of Hansen
+(2009) holds (fitness ``f`` larger is better, the sign of ``maximize`` applied):
 
     TolFun        max - min of this generation's f and of the best f over the last
                   10 + ceil(30 n / lambda) generations < tol_fun
-    TolX          sigma sqrt(C_ii) < tol_x and sigma |p_c,i| < tol_x for every i
-    ConditionCov  cond(C) > 1e14
+    TolX          every coordinate's standard deviation < tol_x, and sigma |p_c,i| < tol_x
+    ConditionCov  the covariance's condition number > 1e14
     MaxIter       100 + 50 (n + 3)^2 / sqrt(lambda) generations in this run
 
-and the next run restarts from the initial center with a fresh covariance:
+(the strategy supplies TolX and ConditionCov, :meth:`Restarts._converged`), and the next run
+restarts from the initial center with a fresh distribution:
 
     IPOP   lambda <- 2 lambda, sigma = sigma_0
     BIPOP  large regime: lambda_L = 2^k lambda_0, sigma = sigma_0 (k-th large run);
            small regime, chosen while it has used fewer evaluations than the large one:
            lambda_S = floor(lambda_0 (lambda_L / (2 lambda_0))^(U^2)),
            sigma = sigma_0 10^(-2 U),   U ~ U(0, 1) drawn from (seed, restart)
+
+CMA-ES (:class:`IPOPCMAES`): the standard deviations are ``sigma sqrt(C_ii)``, the condition
+number ``(max D / min D)^2``; a fresh run has ``C = I``. CR-FM-NES (:class:`IPOPCRFMNES`, with
+Nomura and Ono (2022)'s covariance ``sigma^2 D (I + v v^T) D``): the standard deviations are
+``sigma D_i sqrt(1 + v_i^2)``, the condition number is bounded by ``(max D / min D)^2 (1 + |v|^2)``;
+a fresh run has ``D = 1`` and a new ``v ~ N(0, I/d)`` drawn from (seed, restart).
 
 ``population_size`` is the first run's lambda; ``strategy.population_size`` follows the
 restarts (evaluators take any size). ``restarts`` counts them.
@@ -34,12 +42,21 @@ from pytorch_es.core.checks import check_population_size, check_positive
 from pytorch_es.core.noise import mix_seed
 from pytorch_es.core.population import Population
 from pytorch_es.strategies.cma_es import CMAES, cma_parameters
+from pytorch_es.strategies.cr_fm_nes import CRFMNES
+
+MAX_CONDITION = 1e14
 
 
-class IPOPCMAES(CMAES):
-    """CMA-ES with restarts; ``tol_fun`` (1e-12) and ``tol_x`` (1e-12 * sigma) as above."""
+class Restarts:
+    """IPOP / BIPOP restarts of the strategy class after it in the bases; ``tol_fun`` (1e-12)
+    and ``tol_x`` (1e-12 * sigma) as above. The strategy provides ``sigma`` and
 
-    name = "ipop-cma-es"
+    * ``_set_population_size(lam)``: set ``population_size`` and what depends on it;
+    * ``_fresh_distribution(restart)``: the covariance and paths of run ``restart``
+      (``sigma`` and the center are set by :class:`Restarts`);
+    * ``_converged()``: TolX or ConditionCov holds.
+    """
+
     regime = "ipop"
 
     def __init__(self, center: Any, *, tol_fun: float = 1e-12, tol_x: float | None = None, **kwargs: Any) -> None:
@@ -52,6 +69,8 @@ class IPOPCMAES(CMAES):
         self.evaluations = {"large": 0, "small": 0}
         self.regime_now = "large"
         self.history: list[float] = []
+
+    # ----------------------------------------------------------------- restarts
 
     def _update(self, population: Population, fitness: torch.Tensor) -> dict[str, float]:
         stats = super()._update(population, fitness)
@@ -70,12 +89,7 @@ class IPOPCMAES(CMAES):
             min(recent), float(fitness.min())
         ) < self.tol_fun:
             return True
-        diagonal = self.C if self.separable else self.C.diagonal()
-        if bool((self.sigma * diagonal.sqrt() < self.tol_x).all()) and bool(
-            (self.sigma * self.p_c.abs() < self.tol_x).all()
-        ):
-            return True
-        if float(self.D.max() / self.D.min()) ** 2 > 1e14:
+        if self._converged():
             return True
         return self.run_generation >= 100 + 50 * (n + 3) ** 2 / math.sqrt(lam)
 
@@ -94,21 +108,14 @@ class IPOPCMAES(CMAES):
                 u = float(torch.rand((), generator=generator, dtype=torch.float64))
                 lam = max(self.min_population, int(self.lambda0 * (large / 2 / (2 * self.lambda0)) ** (u * u)))
                 sigma, self.regime_now = self.sigma0 * 10 ** (-2 * u), "small"
-        self._reset(lam, sigma)
-
-    def _reset(self, lam: int, sigma: float) -> None:
-        self.population_size, self.sigma = int(lam), float(sigma)
-        self.p = cma_parameters(self.dim, self.population_size, separable=self.separable)
+        self._set_population_size(int(lam))
+        self.sigma = float(sigma)
         with torch.no_grad():
             self._center.copy_(self.center0)
-        self.p_s.zero_()
-        self.p_c.zero_()
-        self.C = torch.ones_like(self.C) if self.separable else torch.eye(self.dim, dtype=torch.float64,
-                                                                           device=self.device)
-        self.B = None if self.separable else torch.eye(self.dim, dtype=torch.float64, device=self.device)
-        self.D = torch.ones_like(self.D)
-        self.eigen_generation = self.generation + 1
+        self._fresh_distribution(self.restarts)
         self.run_generation, self.history = 0, []
+
+    # ----------------------------------------------------------------- state
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "tol_fun": self.tol_fun, "tol_x": self.tol_x}
@@ -138,14 +145,39 @@ class IPOPCMAES(CMAES):
         previous = self.population_size
         if first is not None:
             check_population_size(state["population_size"], self.min_population)
-            self.population_size = int(state["population_size"])
-            self.p = cma_parameters(self.dim, self.population_size, separable=self.separable)
+            self._set_population_size(int(state["population_size"]))
         try:
             super().load_state_dict(state)
         except BaseException:
-            self.population_size = previous
-            self.p = cma_parameters(self.dim, previous, separable=self.separable)
+            self._set_population_size(previous)
             raise
+
+
+class IPOPCMAES(Restarts, CMAES):
+    """CMA-ES with IPOP restarts; arguments of :class:`CMAES` and ``tol_fun``, ``tol_x``."""
+
+    name = "ipop-cma-es"
+
+    def _set_population_size(self, lam: int) -> None:
+        self.population_size = lam
+        self.p = cma_parameters(self.dim, lam, separable=self.separable)
+
+    def _fresh_distribution(self, restart: int) -> None:
+        f64 = {"dtype": torch.float64, "device": self.device}
+        self.p_s.zero_()
+        self.p_c.zero_()
+        self.C = torch.ones_like(self.C) if self.separable else torch.eye(self.dim, **f64)
+        self.B = None if self.separable else torch.eye(self.dim, **f64)
+        self.D = torch.ones_like(self.D)
+        self.eigen_generation = self.generation + 1
+
+    def _converged(self) -> bool:
+        diagonal = self.C if self.separable else self.C.diagonal()
+        if bool((self.sigma * diagonal.sqrt() < self.tol_x).all()) and bool(
+            (self.sigma * self.p_c.abs() < self.tol_x).all()
+        ):
+            return True
+        return float(self.D.max() / self.D.min()) ** 2 > MAX_CONDITION
 
 
 class BIPOPCMAES(IPOPCMAES):
@@ -153,3 +185,15 @@ class BIPOPCMAES(IPOPCMAES):
 
     name = "bipop-cma-es"
     regime = "bipop"
+
+
+class IPOPCRFMNES(Restarts, CRFMNES):
+    """CR-FM-NES with IPOP restarts; arguments of :class:`CRFMNES` and ``tol_fun``, ``tol_x``."""
+
+    name = "ipop-cr-fm-nes"
+
+    def _converged(self) -> bool:
+        std = self.sigma * self.D * (1 + self.v.square()).sqrt()
+        if bool((std < self.tol_x).all()) and bool((self.sigma * self.p_c.abs() < self.tol_x).all()):
+            return True
+        return float(self.D.max() / self.D.min()) ** 2 * (1 + float(self.v @ self.v)) > MAX_CONDITION
