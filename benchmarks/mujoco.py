@@ -4,27 +4,29 @@ median over seeds, and the raw env-steps/s of the vector backends.
     python benchmarks/mujoco.py --throughput-only                 # raw env-steps/s, Hopper and HalfCheetah
     python benchmarks/mujoco.py --envs Hopper-v5 --seeds 5 --workers 2 --budget 600 -- --algo ars ...
 
-Training part (a skeleton until the presets of issues 13/14 exist): each run is
-``pytorch-es train ENV --seed S --target THRESHOLD`` as a user types it, in a subprocess
-stopped with SIGTERM at ``--budget`` seconds; options after ``--`` are passed through
-(strategy, population, ``--hidden none``, ``--reward-shift``, ...). From the run's
-``metrics.csv`` it takes the first generation whose greedy test mean reached each
-threshold: env steps (training episodes only, the tests' steps excluded, as in both papers),
-training episodes (generations x population x episodes per member) and wall time.
-Per env it reports the median over seeds; a seed that never reached a threshold counts as
-not reached (the median is then reported only if more than half reached it).
+Training part: each run is ``pytorch-es train ENV --seed S --target THRESHOLD`` as a user
+types it (the env's preset, e.g. ARS on Swimmer-v5), in a subprocess stopped with SIGTERM at
+``--budget`` seconds; options after ``--`` are passed through (strategy, population,
+``--hidden none``, ``--reward-shift``, ...). From the run's ``metrics.csv`` it takes the first
+generation whose greedy test mean reached each threshold: env steps (training episodes only,
+the tests' steps excluded, as in both papers), training episodes (generations x population x
+episodes per member) and wall time. Per env it reports the median over seeds; a seed that
+never reached a threshold counts as not reached (the median is then reported only if more
+than half reached it).
 
 Thresholds:
 
 * ``ARS``: Mania, Guy & Recht (2018), "Simple random search provides a competitive
-  approach to reinforcement learning", Table 1's reward thresholds, as filed in issue 15
-  (Swimmer 325, Hopper 3120, HalfCheetah 3430, Walker2d 4390, Ant 3580, Humanoid 6000).
-  NOT YET CHECKED against the paper here (the text of the table could not be read in
-  this session): check before quoting.
+  approach to reinforcement learning", Table 1's reward thresholds (Rajeswaran et al.'s),
+  as filed in issue 15 (Swimmer 325, Hopper 3120, HalfCheetah 3430, Walker2d 4390, Ant 3580,
+  Humanoid 6000). Humanoid's 6000 is in the paper's text (Sec. 4.2); the other numbers could
+  not be read from the copies of the paper reachable here (their tables are stripped): check
+  before quoting.
 * ``TRPO``: Salimans et al. (2017), "Evolution strategies as a scalable alternative to
-  reinforcement learning", Table 3 compares timesteps to reach fractions of TRPO's
-  score at 5M timesteps; the score levels themselves are left as ``None`` until they are
-  read from the paper (its Figure/Table data), so no unverified number is printed.
+  reinforcement learning", supplement Table 3, the "TRPO score" of its 100% row (TRPO's level
+  at 5M timesteps), which ES reached in 1.39e6 (Swimmer), 3.16e7 (Hopper), 2.88e6
+  (HalfCheetah) and 3.79e7 (Walker2d) timesteps. These levels are lower than ARS's thresholds:
+  the two papers' step counts are for different scores and are not compared with each other.
 
 The papers used the ``-v1`` MuJoCo envs (mujoco-py); these are Gymnasium's ``-v5`` on
 MuJoCo >= 3: scores are comparable, not identical. The machine is usually shared: the
@@ -52,12 +54,17 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import numpy as np  # noqa: E402
 
-ARS_THRESHOLDS = {  # as filed in issue 15 (Mania et al. 2018, Table 1); unverified here
+ARS_THRESHOLDS = {  # as filed in issue 15 (Mania et al. 2018, Table 1); only Humanoid's checked here
     "Swimmer-v5": 325.0, "Hopper-v5": 3120.0, "HalfCheetah-v5": 3430.0,
     "Walker2d-v5": 4390.0, "Ant-v5": 3580.0, "Humanoid-v5": 6000.0,
 }
-TRPO_5M_LEVELS: dict[str, float | None] = {  # Salimans et al. 2017, Table 3: to be read from the paper
-    "Swimmer-v5": None, "Hopper-v5": None, "HalfCheetah-v5": None, "Walker2d-v5": None,
+TRPO_5M_LEVELS: dict[str, float | None] = {  # Salimans et al. 2017, supplement Table 3, "TRPO score" at 100%
+    "Swimmer-v5": 128.25, "Hopper-v5": 3403.46, "HalfCheetah-v5": 2385.79, "Walker2d-v5": 3830.03,
+    "InvertedPendulum-v5": 1000.00, "InvertedDoublePendulum-v5": 9104.07,
+}
+ES_STEPS_TO_TRPO = {  # the same table: ES timesteps to reach those levels (the paper's anchor)
+    "Swimmer-v5": 1.39e6, "Hopper-v5": 3.16e7, "HalfCheetah-v5": 2.88e6, "Walker2d-v5": 3.79e7,
+    "InvertedPendulum-v5": 4.55e5, "InvertedDoublePendulum-v5": 5.39e6,
 }
 THROUGHPUT_ENVS = ("Hopper-v5", "HalfCheetah-v5")
 
@@ -135,7 +142,8 @@ def train_run(env_id: str, seed: int, out: Path, budget: float, workers: int, ex
     if (out / "metrics.csv").exists():
         with open(out / "metrics.csv") as file:
             rows = list(csv.DictReader(file))
-    members = int(config.get("population", 0)) * int(config.get("episodes", 1))
+    members = (int(config.get("strategy", {}).get("population_size", 0))
+               * int(config.get("problem", {}).get("episodes_per_member", 1)))
     tests = [float(r["test_reward"]) for r in rows if r.get("test_reward")]
     return {
         "env_id": env_id, "seed": seed, "exit": process.returncode, "elapsed_s": time.perf_counter() - start,
@@ -146,7 +154,9 @@ def train_run(env_id: str, seed: int, out: Path, budget: float, workers: int, ex
     }
 
 
-def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(env_id: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per threshold: how many seeds reached it and the medians; for TRPO's level, Salimans
+    et al.'s ES timesteps beside ours and the ratio ours / theirs."""
     summary: dict[str, Any] = {}
     for name in ("ars", "trpo"):
         hits = [r["reached"][name] for r in runs if r["reached"].get(name)]
@@ -155,6 +165,9 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             for key in ("env_steps", "episodes", "wall_s"):
                 values = [h[key] for h in hits] + [float("inf")] * (len(runs) - len(hits))
                 entry[f"median_{key}"] = statistics.median(values)
+        if name == "trpo" and "median_env_steps" in entry and env_id in ES_STEPS_TO_TRPO:
+            entry["salimans_es_env_steps"] = ES_STEPS_TO_TRPO[env_id]
+            entry["ratio_to_salimans"] = entry["median_env_steps"] / ES_STEPS_TO_TRPO[env_id]
         summary[name] = entry
     bests = [r["best_test"] for r in runs if r["best_test"] is not None]
     summary["median_best_test"] = statistics.median(bests) if bests else None
@@ -195,7 +208,7 @@ def main() -> None:
                     run = train_run(env_id, seed, Path(tmp) / str(seed), args.budget, args.workers, extra)
                     runs.append(run)
                     print(json.dumps(run), flush=True)
-            results["training"][env_id] = {"runs": runs, "summary": summarise(runs)}
+            results["training"][env_id] = {"runs": runs, "summary": summarise(env_id, runs)}
             print(f"{env_id}: {json.dumps(results['training'][env_id]['summary'])} ({_load()})", flush=True)
     results["load_after"] = _load()
     if args.json:

@@ -4,6 +4,8 @@ from the CLI on fresh random seeds, then evaluated greedily on 100 episodes.
     python benchmarks/zoo.py                              # every shipped preset, 5 seeds each
     python benchmarks/zoo.py --preset CartPole-v1 --seeds 3
     python benchmarks/zoo.py --env Acrobot-v1 --env MountainCarContinuous-v0   # no preset: generic defaults
+    python benchmarks/zoo.py --preset Hopper-v5 --json hopper.json --png curves.png   # test curves too
+    python benchmarks/zoo.py --replot swimmer.json hopper.json --png docs/mujoco_curves.png
 
 Each run is ``pytorch-es train (--preset NAME | ENV) --seed S`` in its own process, stopped
 with SIGTERM once its training wall time passes ``--budget`` seconds, then ``pytorch-es eval
@@ -65,6 +67,8 @@ def train_and_eval(what: list[str], seed: int, budget_s: float, workers: str | N
             "generations": len(rows), "env_steps": int(rows[-1]["env_steps"]) if rows else 0,
             "seconds": float(rows[-1]["wall_time"]) if rows else 0.0,
             "best_test": max(tests) if tests else None, "target": config.get("target"),
+            "curve": [[int(r["generation"]), int(r["env_steps"]), round(float(r["wall_time"]), 2), r["test_reward"]]
+                      for r in rows if r.get("test_reward") is not None],
             "error": stderr.strip().splitlines()[-1] if process.returncode not in (0, 3, 143) and stderr else None,
         }
         if (directory / "policy.json").exists():
@@ -72,6 +76,34 @@ def train_and_eval(what: list[str], seed: int, budget_s: float, workers: str | N
                                    "--seed", "10000", "--json"], capture_output=True, text=True, timeout=1800)
             result["final_mean"] = json.loads(done.stdout)["mean_return"] if done.returncode == 0 else None
         return result
+
+
+def plot_curves(everything: dict[str, list[dict[str, Any]]], path: str) -> None:
+    """One panel per preset: each seed's greedy test mean against training env steps, with
+    the target as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [name for name, runs in everything.items() if any(r.get("curve") for r in runs)]
+    columns = min(3, len(names))
+    rows = (len(names) + columns - 1) // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    for axis, name in zip(axes.flat, names):
+        for run in everything[name]:
+            if run.get("curve"):
+                steps = [point[1] for point in run["curve"]]
+                axis.plot(steps, [point[3] for point in run["curve"]], linewidth=1)
+            if run.get("target") is not None:
+                axis.axhline(run["target"], color="grey", linestyle="--", linewidth=0.8)
+        axis.set_title(name.split(":")[-1] if name.split(":")[0] == name.split(":")[-1] else name, fontsize=9)
+        axis.set_xlabel("training env steps")
+        axis.set_ylabel("greedy test mean")
+    for axis in list(axes.flat)[len(names):]:
+        axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
 
 
 def row(name: str, config: Any, runs: list[dict[str, Any]]) -> str:
@@ -94,7 +126,12 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=300.0, help="seconds of training per seed")
     parser.add_argument("--workers", help="--workers of each run (default: the CLI's choice)")
     parser.add_argument("--json", metavar="FILE", help="also write every run as JSON")
+    parser.add_argument("--png", metavar="FILE", help="also plot each run's test curve (with --replot: from JSONs)")
+    parser.add_argument("--replot", metavar="JSON", nargs="+", help="only plot --png from earlier --json files")
     args = parser.parse_args()
+    if args.replot:
+        plot_curves({k: v for path in args.replot for k, v in json.loads(Path(path).read_text()).items()}, args.png)
+        return
 
     jobs: list[tuple[str, list[str]]] = []
     if args.preset or not args.env:
@@ -125,6 +162,8 @@ def main() -> None:
     print("\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps(everything, indent=1))
+    if args.png:
+        plot_curves(everything, args.png)
 
 
 if __name__ == "__main__":
