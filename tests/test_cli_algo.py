@@ -40,3 +40,10 @@ def test_train_and_resume_are_bit_identical(algo, tmp_path):
     keys = ("reward_mean", "sigma", "scale_min", "scale_max")
     assert [[r[k] for k in keys] for r in rows_a] == [[r[k] for k in keys] for r in rows_b]
     assert all(r["scale_min"] * (1 - 1e-12) <= r["sigma"] <= r["scale_max"] * (1 + 1e-12) for r in rows_a)
+
+
+def test_the_help_lists_every_registered_strategy():
+    from pytorch_es.cli.train import ALGOS
+    from pytorch_es.strategies import available
+
+    assert sorted(ALGOS) == available()

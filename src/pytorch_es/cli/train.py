@@ -24,9 +24,9 @@ from pytorch_es.cli.common import (
     Terminated,
 )
 
-# for --help; the registry decides
+# for --help (the registry imports torch; tests/test_cli_algo.py keeps the two equal); the registry decides
 ALGOS = ("openai-es", "pgpe", "snes", "xnes", "cma-es", "sep-cma-es", "ipop-cma-es", "bipop-cma-es", "cem", "ars",
-         "cr-fm-nes")
+         "cr-fm-nes", "ipop-cr-fm-nes")
 RUN_KEYS = ("seed", "generations", "target", "test_every", "test_episodes", "checkpoint_every", "tensorboard", "out")
 UNKILLABLE_BACKENDS = ("serial", "threads")
 
