@@ -46,6 +46,9 @@ def test_another_strategy_on_a_preset_env_borrows_the_env_settings_not_the_strat
     assert origin == "preset CartPole-v1 with cma-es's generic settings"
     assert settings["strategy"]["population_size"] == 512 and settings["strategy"]["optimizer"] == "none"
     assert settings["policy"]["hidden"] == []
+    lander, _ = defaults_for("LunarLander-v3", "pgpe")  # the env's own settings come along
+    assert lander["problem"]["episodes_per_member"] == 4 and lander["target"] == 200.0
+    assert lander["strategy"]["sigma"] == 0.1 and lander["strategy"]["optimizer"] == "clipup"  # pgpe's generic
 
 
 def test_an_env_whose_own_preset_is_not_openai_es_trains_with_that_strategy():

@@ -130,8 +130,9 @@ def _generic() -> dict[str, Any]:
 def defaults_for(env_id: str, algo: str = "openai-es") -> tuple[dict[str, Any], str]:
     """(settings, where they came from) of strategy ``algo`` on ``env_id``: the generic
     settings with those of ``algo`` from ``generic.toml``'s ``[strategies.NAME]``, under the
-    env's preset for ``algo`` if there is one; else under the population size of the env's
-    OpenAI-ES preset, if any. Values are as in the files ("none": no value).
+    env's preset for ``algo`` if there is one; else under the env's OpenAI-ES preset, if any,
+    without its strategy settings but the population size. Values are as in the files
+    ("none": no value).
     """
     generic = copy.deepcopy(_generic())
     per_strategy = generic.pop("strategies", {})
@@ -143,8 +144,10 @@ def defaults_for(env_id: str, algo: str = "openai-es") -> tuple[dict[str, Any], 
         merge_tables(settings, preset.settings)
         return settings, f"preset {preset.name}"
     fallback = find_preset(env_id, "openai-es")
-    if fallback is not None:
-        size = fallback.settings.get("strategy", {}).get("population_size")
+    if fallback is not None:  # its policy, problem, target, ...; of its strategy only the population size
+        borrowed = copy.deepcopy(fallback.settings)
+        size = borrowed.pop("strategy", {}).get("population_size")
+        merge_tables(settings, borrowed)
         if size is not None:
             settings["strategy"]["population_size"] = size
         return settings, f"preset {fallback.name} with {algo}'s generic settings"
