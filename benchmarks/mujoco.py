@@ -174,6 +174,47 @@ def summarise(env_id: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def from_zoo(paths: list[str]) -> None:
+    """The anchors of runs that ``benchmarks/zoo.py --json`` recorded (each run's test curve):
+    per env, seeds that reached ARS's threshold and TRPO's level, median training episodes and
+    env steps to each, beside the papers' figures (ARS's episodes are not printed: unverified)."""
+    from pytorch_es.rl.presets import get_preset
+
+    runs_by_env: dict[str, list[dict[str, Any]]] = {}
+    for path in paths:
+        for key, runs in json.loads(Path(path).read_text()).items():
+            name = key.split(":")[0]
+            for run in runs:  # files written before zoo.py recorded it: the preset's population
+                if "members_per_generation" not in run and name != "(generic)":
+                    settings = get_preset(name).settings
+                    run["members_per_generation"] = (settings["strategy"]["population_size"]
+                                                     * settings.get("problem", {}).get("episodes_per_member", 1))
+            runs_by_env.setdefault(key.split(":")[-1], []).extend(runs)
+    for env_id, runs in runs_by_env.items():
+        line = [f"{env_id} ({len(runs)} seeds)"]
+        for name, threshold in (("ARS", ARS_THRESHOLDS.get(env_id)), ("TRPO", TRPO_5M_LEVELS.get(env_id))):
+            if threshold is None:
+                continue
+            hits = []
+            for run in runs:
+                config_members = run.get("members_per_generation")
+                first = next((point for point in run.get("curve", []) if point[3] >= threshold), None)
+                if first is not None:
+                    hits.append((first[0] * config_members if config_members else None, first[1], first[2]))
+            text = f"{name} {threshold:g}: {len(hits)}/{len(runs)}"
+            if len(hits) * 2 > len(runs):
+                pad = [(float("inf"),) * 3] * (len(runs) - len(hits))
+                episodes = statistics.median([h[0] if h[0] is not None else float("nan") for h in hits + pad])
+                steps = statistics.median([h[1] for h in hits + pad])
+                wall = statistics.median([h[2] for h in hits + pad])
+                text += f", median {episodes:,.0f} episodes, {steps:,.0f} env steps, {wall:.0f} s"
+                if name == "TRPO" and env_id in ES_STEPS_TO_TRPO:
+                    text += (f" (Salimans et al.'s ES: {ES_STEPS_TO_TRPO[env_id]:.3g} steps; "
+                             f"ratio {steps / ES_STEPS_TO_TRPO[env_id]:.2f})")
+            line.append(text)
+        print("; ".join(line))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=list(ARS_THRESHOLDS))
@@ -186,7 +227,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per throughput measurement")
     parser.add_argument("--envpool-threads", type=int, default=2)
     parser.add_argument("--json", help="also write all results to this file")
+    parser.add_argument("--from-zoo", nargs="+", metavar="JSON",
+                        help="only print the anchors of runs recorded by benchmarks/zoo.py --json")
     args, extra = parser.parse_known_args()
+    if args.from_zoo:
+        from_zoo(args.from_zoo)
+        return
     if extra and extra[0] == "--":
         extra = extra[1:]
     results: dict[str, Any] = {"load_before": _load()}

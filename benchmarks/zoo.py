@@ -67,6 +67,8 @@ def train_and_eval(what: list[str], seed: int, budget_s: float, workers: str | N
             "generations": len(rows), "env_steps": int(rows[-1]["env_steps"]) if rows else 0,
             "seconds": float(rows[-1]["wall_time"]) if rows else 0.0,
             "best_test": max(tests) if tests else None, "target": config.get("target"),
+            "members_per_generation": (config.get("strategy", {}).get("population_size", 0)
+                                       * config.get("problem", {}).get("episodes_per_member", 1)),
             "curve": [[int(r["generation"]), int(r["env_steps"]), round(float(r["wall_time"]), 2), r["test_reward"]]
                       for r in rows if r.get("test_reward") is not None],
             "error": stderr.strip().splitlines()[-1] if process.returncode not in (0, 3, 143) and stderr else None,
