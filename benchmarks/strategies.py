@@ -15,6 +15,15 @@ reference (``ipop-cma-es``, ``ipop-cr-fm-nes``, ...) runs alone. On ``rastrigin`
 cell ``algo:function:dim:population`` sets the population of both. ``--png`` writes
 median best-so-far curves.
 
+Against the peers (issue 13): SNES, xNES, CR-FM-NES, PGPE, OpenAI-ES, ARS and CEM (``PEERS``) run
+beside every peer implementation of the same algorithm: evosax 0.3 and EvoTorch 0.6.1 through
+``benchmarks/peers/peer_run.py`` in ``.peers/<library>`` (``bash benchmarks/peers/setup.sh``), and
+the authors' crfmnes, with the same functions (checked equal on 4 points), x0, sigma0 = 0.5 and
+population (ours), each library's defaults otherwise (``PEERS`` gives the exceptions). SNES, xNES
+and CR-FM-NES report evaluations to 1e-8; PGPE, OpenAI-ES, ARS and CEM, not built to get there,
+the best f and the f of the final center after ``--fixed-budget`` evaluations. docs/strategies.md,
+"Against the peers", has the results and the commands.
+
 Speed (``--speed``, preliminary: wall time on a busy machine is noisy): ask + tell
 seconds per generation of every registered strategy at the given dims.
 
@@ -25,6 +34,7 @@ pycma is a benchmark-only dependency: ``pip install cma``.
     python benchmarks/strategies.py --algos cr-fm-nes --seeds 15
     python benchmarks/strategies.py --cells cr-fm-nes:rastrigin:10:200 --budget 100000
     python benchmarks/strategies.py --speed --speed-dims 100 10000
+    python benchmarks/strategies.py --algos snes xnes pgpe openai-es ars cem --seeds 3 --json peers.json
 """
 
 from __future__ import annotations
@@ -130,6 +140,155 @@ def run_crfmnes(args: argparse.Namespace, name: str, n: int, population: int | N
     return [(r["evaluations"], [tuple(point) for point in r["curve"]]) for r in json.loads(reply.stdout)]
 
 
+# The other strategies against their peers (issue 13): per algo, each peer as label -> (library,
+# settings); settings {} is the library's own defaults, a dict replaces those it names (see
+# benchmarks/peers/peer_run.py). "=ours" marks a peer given our default values where its own
+# defaults differ, so the two rows separate the implementation from the default. crfmnes runs in
+# its own runner (crfmnes_run.py).
+PEERS: dict[str, dict[str, tuple[str, dict]]] = {
+    "snes": {"evosax": ("evosax", {}), "evotorch": ("evotorch", {})},
+    "xnes": {"evosax": ("evosax", {}), "evotorch": ("evotorch", {})},
+    "cr-fm-nes": {"crfmnes": ("crfmnes", {}), "evosax": ("evosax", {})},
+    # EvoTorch's PGPE has no default center_learning_rate / stdev_learning_rate: ours for it
+    "pgpe": {"evosax": ("evosax", {}), "evosax=ours": ("evosax", {"lr": 0.05}),
+             "evotorch=ours": ("evotorch", {"lr": 0.05, "scale_lr": 0.1})},
+    "openai-es": {"evosax": ("evosax", {}), "evosax=ours": ("evosax", {"lr": 0.01})},
+    "ars": {"evosax": ("evosax", {}), "evosax=ours": ("evosax", {"lr": 0.02, "top_directions": "half"})},
+    # EvoTorch's CEM has no default parenthood_ratio: our elite_ratio 0.2 for it
+    "cem": {"evotorch=ours": ("evotorch", {"elite_ratio": 0.2})},
+}
+# not designed to reach 1e-8 (a fixed sigma, a fixed ClipUp step, or a collapsing variance): these
+# report the median best f and the median f at the final center after --fixed-budget evaluations
+FIXED_BUDGET_ALGOS = {"pgpe", "openai-es", "ars", "cem"}
+# the diagonal strategies cannot solve the rotated ellipsoid; CR-FM-NES (one direction v) neither
+DIAGONAL_ALGOS = {"snes", "cr-fm-nes", "sep-cma-es"}
+
+
+def our_population(algo: str, n: int, population: int | None) -> int:
+    """The population our strategy uses (its default unless given), which the peers get too."""
+    from pytorch_es import strategies
+
+    size = {} if population is None else {"population_size": population}
+    return strategies.get(algo)(torch.zeros(n, dtype=torch.float64), sigma=0.5, seed=0, **size).population_size
+
+
+def run_ours_against_peers(algo: str, function, x0: torch.Tensor, seed: int, budget: int,
+                           population: int) -> dict:
+    """One run of ours, as ``run_ours`` plus f at the final center (not counted)."""
+    from pytorch_es import strategies
+
+    strategy = strategies.get(algo)(x0.clone(), sigma=0.5, maximize=False, seed=seed, population_size=population)
+    evaluations, best, curve = 0, math.inf, []
+    while evaluations < budget:
+        members = strategy.ask()
+        values = function(members.members())
+        strategy.tell(values, population=members)
+        evaluations += len(values)
+        best = min(best, float(values.min()))
+        curve.append((evaluations, best))
+        if best < TARGET:
+            break
+    return {"evaluations": evaluations, "curve": curve,
+            "center_f": float(function(strategy.center.to(torch.float64).unsqueeze(0))[0])}
+
+
+def check_peer_values(label: str, name: str, n: int, values: list, points: torch.Tensor) -> None:
+    """The peer's function values on ``points`` must equal ours (relative 1e-12)."""
+    ours = make_function(name, n)(points)
+    theirs = torch.tensor(values, dtype=torch.float64)
+    if theirs.shape != ours.shape or not torch.allclose(theirs, ours, rtol=1e-12, atol=0.0):
+        raise SystemExit(f"{label}'s {name} in {n}-D differs from ours: {theirs.tolist()} vs {ours.tolist()}")
+
+
+def run_peer(args: argparse.Namespace, label: str, algo: str, name: str, n: int, population: int,
+             budget: int) -> tuple[list[dict], dict]:
+    """All seeds of one cell in a peer library, in its venv (.peers/<library>); returns the runs
+    and the hyperparameters it used."""
+    library, settings = PEERS[algo][label]
+    if library == "crfmnes":
+        return [{"evaluations": count, "curve": curve, "center_f": math.nan}
+                for count, curve in run_crfmnes(args, name, n, population)], {"class": "crfmnes.CRFMNES"}
+    python = os.path.join(args.peers_dir or os.path.join(ROOT, ".peers"), library, "bin", "python")
+    if not os.path.exists(python):
+        raise SystemExit(f"no {library} venv at {python}: bash benchmarks/peers/setup.sh {library}")
+    settings = {key: population // 2 if value == "half" else value for key, value in settings.items()}
+    points = torch.rand(4, n, generator=torch.Generator().manual_seed(n), dtype=torch.float64) * 4 - 2
+    job = {"library": library, "algo": algo, "function": name, "dim": n, "population": population, "sigma": 0.5,
+           "budget": budget, "target": TARGET, "settings": settings, "points": points.tolist(),
+           "rotation": rotation(n).tolist() if name == "rotated-ellipsoid" else None,
+           "runs": [{"seed": seed + 1, "x0": start(n, seed).tolist()} for seed in range(args.seeds)]}
+    script = os.path.join(ROOT, "benchmarks", "peers", "peer_run.py")
+    reply = subprocess.run([python, script], input=json.dumps(job), capture_output=True, text=True)
+    if reply.returncode:
+        raise SystemExit(f"{label} failed on {algo} {name} {n}-D:\n{reply.stderr[-2000:]}")
+    out = json.loads(reply.stdout)
+    check_peer_values(label, name, n, out["values"], points)
+    return out["runs"], out["used"]
+
+
+def peer_cells(args: argparse.Namespace) -> list[tuple[str, str, int, int | None]]:
+    """The cells of the algos in ``PEERS`` (``--cells`` or the product, without the diagonal
+    strategies' rotated ellipsoid unless ``--all-pairs``)."""
+    every = [(algo, name, n, None) for algo in args.algos for name in args.functions for n in args.dims
+             if args.all_pairs or algo in FIXED_BUDGET_ALGOS
+             or not (algo in DIAGONAL_ALGOS and name == "rotated-ellipsoid")]
+    return [cell for cell in (cells(args) if args.cells else every) if cell[0] in PEERS]
+
+
+def peer_quality(args: argparse.Namespace, results: dict) -> dict:
+    """Ours and every peer of ``PEERS`` on the same cells, seeds, x0, sigma0 = 0.5 and population.
+    Rows are saved to ``--json`` after each cell like ``quality``'s, with ``peers`` (labels) and
+    ``used`` (each peer's hyperparameters)."""
+    for algo, name, n, population in peer_cells(args):
+        size = our_population(algo, n, population)
+        fixed = algo in FIXED_BUDGET_ALGOS or name == "rastrigin" or args.best_f
+        budget = args.fixed_budget if algo in FIXED_BUDGET_ALGOS else args.budget
+        key = f"{algo} {name} {n}" + ("" if population is None else f" {population}")
+        if key not in results:
+            function = make_function(name, n)
+            labels = list(PEERS[algo])
+            row = {"peers": labels, "budget": budget, "population": size, "seeds": args.seeds,
+                   "metric": "best_f" if fixed else "evaluations", "used": {}, "curves": {}, "center_f": {}}
+            began = time.perf_counter()
+            ours = [run_ours_against_peers(algo, function, start(n, seed), seed, budget, size)
+                    for seed in range(args.seeds)]
+            row["seconds"] = {"ours": time.perf_counter() - began}
+            runs = {"ours": ours}
+            for label in labels:
+                began = time.perf_counter()
+                runs[label], row["used"][label] = run_peer(args, label, algo, name, n, size, budget)
+                row["seconds"][label] = time.perf_counter() - began
+            for who, outcome in runs.items():
+                row[who] = [r["curve"][-1][1] if fixed else r["evaluations"] if r["curve"][-1][1] < TARGET
+                            else budget for r in outcome]
+                row["center_f"][who] = [r["center_f"] for r in outcome]
+                row["curves"][who] = [thin(r["curve"]) for r in outcome]
+            results[key] = row
+            if args.json:
+                with open(args.json, "w") as file:
+                    json.dump(results, file)
+        print_peer_row(key, results[key])
+    return results
+
+
+def print_peer_row(key: str, row: dict) -> None:
+    """One line per cell: ours and each peer, the ratio ours / peer, and ours / the best peer."""
+    labels, budget = row["peers"], row["budget"]
+    medians = {who: statistics.median(row[who]) for who in ["ours", *labels]}
+    best = min(labels, key=lambda label: medians[label])
+    if row["metric"] == "best_f":
+        centers = {who: statistics.median(row["center_f"][who]) for who in ["ours", *labels]}
+        parts = [f"{who} {medians[who]:.3g} (center {centers[who]:.3g})" for who in ["ours", *labels]]
+        print(f"{key:30s} median best f after {budget} evaluations, {len(row['ours'])} seeds: " + "  ".join(parts)
+              + f"  ratio to best ({best}) {medians['ours'] / max(medians[best], 1e-300):.3g}", flush=True)
+        return
+    parts = [f"{who} {medians[who]:.0f} ({sum(c < budget for c in row[who])}/{len(row[who])})"
+             + ("" if who == "ours" else f" ratio {medians['ours'] / medians[who]:.2f}")
+             for who in ["ours", *labels]]
+    print(f"{key:30s} median evaluations to 1e-8: " + "  ".join(parts)
+          + f"  ratio to best ({best}) {medians['ours'] / medians[best]:.2f}", flush=True)
+
+
 def cells(args: argparse.Namespace) -> list[tuple[str, str, int, int | None]]:
     """(algo, function, dim, population) to run: ``--cells algo:function:dim[:population] ...``
     or the product (default populations)."""
@@ -159,6 +318,8 @@ def quality(args: argparse.Namespace) -> dict:
         except FileNotFoundError:
             pass
     for algo, name, n, population in cells(args):
+        if algo in PEERS:
+            continue  # peer_quality runs these
         key = f"{algo} {name} {n}" + ("" if population is None else f" {population}")
         peer = PEER.get(algo)  # None: ours alone
         fixed = name == "rastrigin" or args.best_f  # best f at the budget, not evaluations to the target
@@ -234,14 +395,13 @@ def plot(results: dict, path: str) -> None:
     for axis, key in zip(axes.flat, keys):
         algo, name, n = key.split()[:3]
         row = results[key]
-        peer = row.get("peer", "pycma")
-        whos = [who for who in ("ours", peer) if who]
+        whos = ["ours", *[who for who in row.get("peers", [row.get("peer", "pycma")]) if who]]
         reached = [c[-1][0] for who in whos for c in row["curves"][who] if c[-1][1] < TARGET]
         last = max(reached or [c[-1][0] for who in whos for c in row["curves"][who]])
         grid = [int(last * k / 200) + 1 for k in range(201)]
-        for who, style in zip(whos, ("-", "--")):
+        for who, style in zip(whos, ("-", "--", ":", "-.")):
             axis.semilogy(grid, median_curve(row["curves"][who], grid), style,
-                          label="pytorch-es" if who == "ours" else peer)
+                          label="pytorch-es" if who == "ours" else who)
         axis.set_title(f"{algo} {name} {n}-D", fontsize=9)
         axis.set_xlabel("evaluations", fontsize=8)
         axis.axhline(TARGET, color="grey", linewidth=0.5)
@@ -287,6 +447,9 @@ def main() -> None:
     parser.add_argument("--all-pairs", action="store_true", help="also sep-CMA-ES on the rotated ellipsoid")
     parser.add_argument("--best-f", action="store_true", help="report the best f at the budget for every cell")
     parser.add_argument("--crfmnes-python", help="python of the venv with crfmnes (default .peers/crfmnes)")
+    parser.add_argument("--fixed-budget", type=int, default=50_000,
+                        help="evaluations of the fixed-budget algos (pgpe, openai-es, ars, cem) against peers")
+    parser.add_argument("--peers-dir", help="where the peer venvs are (default .peers; benchmarks/peers/setup.sh)")
     parser.add_argument("--png", help="write median convergence curves here")
     parser.add_argument("--json", help="results file: counts and curves, saved after each cell and continued")
     parser.add_argument("--speed", action="store_true", help="time ask+tell instead")
@@ -299,6 +462,7 @@ def main() -> None:
         speed(args)
         return
     results = quality(args)
+    results = peer_quality(args, results)
     if args.png:
         plot(results, args.png)
 

@@ -16,22 +16,7 @@ import sys
 
 import numpy as np
 from crfmnes import CRFMNES
-
-
-def make_function(name: str, n: int, rotation: list | None):
-    coefficients = 10 ** (6 * np.arange(n, dtype=np.float64) / (n - 1))
-    rot = None if rotation is None else np.asarray(rotation, dtype=np.float64)
-    if name == "sphere":
-        return lambda x: float(np.sum(x**2))
-    if name == "ellipsoid":
-        return lambda x: float(np.sum(coefficients * x**2))
-    if name == "rosenbrock":
-        return lambda x: float(np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2))
-    if name == "rotated-ellipsoid":
-        return lambda x: float(np.sum(coefficients * (rot @ x) ** 2))
-    if name == "rastrigin":
-        return lambda x: float(10 * n + np.sum(x**2 - 10 * np.cos(2 * np.pi * x)))
-    raise ValueError(f"unknown function {name!r}")
+from quality_functions import make_function  # beside this file
 
 
 def run(job: dict, seed: int, x0: list) -> dict:
@@ -40,7 +25,7 @@ def run(job: dict, seed: int, x0: list) -> dict:
     best, curve = [float("inf")], []
 
     def counted(x: np.ndarray) -> float:
-        value = function(np.asarray(x, dtype=np.float64).reshape(-1))
+        value = float(function(np.asarray(x, dtype=np.float64).reshape(-1)))
         best[0] = min(best[0], value)
         return value
 
