@@ -72,7 +72,6 @@ def test_the_gif_of_a_mujoco_run_has_several_small_frames(capsys, tmp_path, monk
 def test_gif_frames_follow_a_running_body(monkeypatch):
     """play's MuJoCo camera tracks the body: a HalfCheetah moved 20 m forward is still in the
     frame (with Gymnasium's default free camera the frame is then floor only)."""
-    import numpy as np
 
     from pytorch_es.cli.play import mujoco_gif_kwargs
     from pytorch_es.rl.envs import make_env

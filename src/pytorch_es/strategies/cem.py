@@ -8,12 +8,16 @@ remaining places, fractionally):
 
     m1      = 1/k sum_{i in E} z_i,        m2 = 1/k sum_{i in E} z_i**2
     mu     <- mu + lr * sigma * m1                        (lr = 1: the elites' mean)
-    sigma  <- sqrt(sigma**2 * (m2 - m1**2) + extra_noise)  (the elites' variance + noise)
+    sigma  <- sqrt(sigma**2 * k/(k-1) (m2 - m1**2) + extra_noise)  (the elites' unbiased
+                                                              variance + noise)
     extra_noise <- extra_noise * extra_noise_decay
 
 ``m1`` and ``m2`` are noise-table reductions (:meth:`Population.linear_sum` and
 :meth:`Population.squared_sum` with weights ``1/k`` on the elites); no member matrix.
-``lr``, ``extra_noise`` and ``extra_noise_decay`` live in ``param_groups[0]``.
+``lr``, ``extra_noise`` and ``extra_noise_decay`` live in ``param_groups[0]``. The
+``k/(k-1)`` (the unbiased sample variance, as EvoTorch's CEM) keeps the scale from collapsing
+about ``1/k`` faster per generation than the elites' spread: with the biased ``1/k`` variance
+the best f after 20,000 evaluations was 1.5 to 599x EvoTorch's (docs/strategies.md).
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ class CEM(Strategy):
         group = self.param_groups[0]
         scale = self.scale.to(torch.float64)
         self._center.add_((group["lr"] * scale * m1).to(self._center.dtype))
-        variance = (scale**2 * (m2 - m1**2)).clamp(min=0.0) + group["extra_noise"]
+        variance = (scale**2 * (m2 - m1**2) * (k / (k - 1))).clamp(min=0.0) + group["extra_noise"]
         self.scale = variance.sqrt().clamp(min=1e-30).to(self._center.dtype)
         group["extra_noise"] *= group["extra_noise_decay"]
         return {}
