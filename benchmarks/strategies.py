@@ -45,6 +45,7 @@ import math
 import os
 import statistics
 import subprocess
+import sys
 import time
 
 import torch
@@ -414,26 +415,77 @@ def plot(results: dict, path: str) -> None:
     print(f"wrote {path}")
 
 
+SPEED_PEER_ALGOS = ("snes", "xnes", "pgpe", "cem")  # what EvoTorch 0.6.1 has of ours
+
+
+def speed_cell(algo: str, n: int, size: int, repeats: int) -> dict:
+    """One speed cell in this process (a fresh one per cell, so its peak memory is the cell's):
+    ask + tell of ours (``algo``) with precomputed rewards, or (``algo == "mv"``) one
+    ``torch.mv`` over a (population x dim) float32 matrix, the floor the targets refer to."""
+    import resource
+
+    torch.set_num_threads(1)
+    times = []
+    if algo == "mv":
+        matrix, vector = torch.randn(size, n), torch.randn(n)
+        for _ in range(repeats):
+            began = time.perf_counter()
+            matrix.mv(vector)
+            times.append(time.perf_counter() - began)
+    else:
+        from pytorch_es import strategies
+
+        strategy = strategies.get(algo)(torch.zeros(n), population_size=size, sigma=0.1, seed=0)
+        rewards = torch.randn(size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        _ = strategy.noise.values
+        strategy.tell(rewards, population=strategy.ask())  # first generation: allocations
+        for _ in range(repeats):
+            began = time.perf_counter()
+            strategy.tell(rewards, population=strategy.ask())
+            times.append(time.perf_counter() - began)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"median_s": statistics.median(times), "peak_rss_mib": peak_mib}
+
+
+def _cell_in_subprocess(command: list[str]) -> dict | str:
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode != 0:
+        return (done.stderr.strip().splitlines() or ["failed"])[-1][:120]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def speed(args: argparse.Namespace) -> None:
+    """ask + tell seconds per generation, ours against EvoTorch 0.6.1 (same algo, dim,
+    population, float32, one thread; each cell in a fresh process) and against one ``torch.mv``
+    over the (population x dim) matrix; with the peak resident memory of each process."""
     from pytorch_es import strategies
 
-    print("speed (PRELIMINARY: wall time on a shared, busy machine)")
-    for algo in strategies.available():
-        for n in args.speed_dims:
-            for size in args.speed_populations:
-                try:
-                    strategy = strategies.get(algo)(torch.zeros(n), population_size=size, sigma=0.1, seed=0)
-                except ValueError as error:
-                    print(f"{algo:11s} dim {n:8d} population {size:5d}: refused ({error})")
+    peer = os.path.join(args.peers_dir or os.path.join(ROOT, ".peers"), "evotorch", "bin", "python")
+    script = os.path.abspath(__file__)
+    print(f"speed: median of {args.repeats} generations; load average {os.getloadavg()[0]:.2f}")
+    algos = args.speed_algos or strategies.available()
+    for n in args.speed_dims:
+        for size in args.speed_populations:
+            floor = _cell_in_subprocess([sys.executable, script, "--speed-cell", "mv", str(n), str(size),
+                                         str(args.repeats)])
+            floor_s = floor["median_s"] if isinstance(floor, dict) else None
+            for algo in algos:
+                ours = _cell_in_subprocess([sys.executable, script, "--speed-cell", algo, str(n), str(size),
+                                            str(args.repeats)])
+                if not isinstance(ours, dict):
+                    print(f"{algo:14s} dim {n:8d} population {size:5d}: refused ({ours})", flush=True)
                     continue
-                rewards = torch.randn(size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-                _ = strategy.noise.values
-                times = []
-                for _ in range(args.repeats):
-                    began = time.perf_counter()
-                    strategy.tell(rewards, population=strategy.ask())
-                    times.append(time.perf_counter() - began)
-                print(f"{algo:11s} dim {n:8d} population {size:5d}: ask+tell {statistics.median(times) * 1e3:9.2f} ms")
+                line = (f"{algo:14s} dim {n:8d} population {size:5d}: ours {ours['median_s'] * 1e3:9.2f} ms "
+                        f"({ours['peak_rss_mib']:,.0f} MiB)")
+                if floor_s:
+                    line += f", {ours['median_s'] / floor_s:.2f}x torch.mv ({floor_s * 1e3:.2f} ms)"
+                if algo in SPEED_PEER_ALGOS and os.path.exists(peer):
+                    theirs = _cell_in_subprocess([peer, os.path.join(ROOT, "benchmarks", "peers", "evotorch_speed.py"),
+                                                  algo, str(n), str(size), str(args.repeats)])
+                    line += (f"; evotorch {theirs['median_s'] * 1e3:9.2f} ms ({theirs['peak_rss_mib']:,.0f} MiB), "
+                             f"ratio {ours['median_s'] / theirs['median_s']:.2f}" if isinstance(theirs, dict)
+                             else f"; evotorch failed ({theirs})")
+                print(line, flush=True)
 
 
 def main() -> None:
@@ -453,11 +505,18 @@ def main() -> None:
     parser.add_argument("--png", help="write median convergence curves here")
     parser.add_argument("--json", help="results file: counts and curves, saved after each cell and continued")
     parser.add_argument("--speed", action="store_true", help="time ask+tell instead")
+    parser.add_argument("--speed-algos", nargs="+", help="strategies to time (default: every registered one)")
+    parser.add_argument("--speed-cell", nargs=4, metavar=("ALGO", "DIM", "POPULATION", "REPEATS"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--speed-dims", nargs="+", type=int, default=[100, 10_000, 1_000_000])
     parser.add_argument("--speed-populations", nargs="+", type=int, default=[100, 1000])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.speed_cell:
+        algo, n, size, repeats = args.speed_cell
+        print(json.dumps(speed_cell(algo, int(n), int(size), int(repeats))))
+        return
     if args.speed:
         speed(args)
         return
