@@ -127,3 +127,17 @@ def test_z_score_matches_the_original_formula():
     expected = (rewards - rewards.mean()) / rewards.std(unbiased=False)
     assert torch.allclose(z_score(rewards), expected)
     assert torch.allclose(raw(rewards), rewards - rewards.mean())
+
+
+def test_square_norms_of_long_slices_take_the_dot_path_and_agree():
+    """Slices of 2**14 values or more are normed with one dot each on the slice (no gathered
+    copy); both paths give |eps_k|^2 to float32 rounding, and no offsets give an empty tensor."""
+    table = NoiseTable(seed=3, size=1 << 18)
+    dim = 1 << 14
+    offsets = table.offsets(1, 5, dim)
+    expected = torch.stack([table.slice(int(o), dim).double().square().sum() for o in offsets])
+    torch.testing.assert_close(table.square_norms(offsets, dim).double(), expected, rtol=1e-5, atol=0)
+    small = table.square_norms(offsets, dim - 1).double()  # the gathered path
+    expected_small = torch.stack([table.slice(int(o), dim - 1).double().square().sum() for o in offsets])
+    torch.testing.assert_close(small, expected_small, rtol=1e-5, atol=0)
+    assert table.square_norms(offsets[:0], dim).shape == (0,)

