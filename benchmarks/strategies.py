@@ -88,6 +88,12 @@ def run_ours(algo: str, function, x0: torch.Tensor, seed: int, budget: int,
 
     size = {} if population is None else {"population_size": population}
     strategy = strategies.get(algo)(x0.clone(), sigma=0.5, maximize=False, seed=seed, **size)
+    return ask_tell_until_target(strategy, function, budget)
+
+
+def ask_tell_until_target(strategy, function, budget: int) -> tuple[int, list]:
+    """ask/tell until the best f is below ``TARGET`` or ``budget`` evaluations: (evaluations,
+    best-so-far curve)."""
     evaluations, best, curve = 0, math.inf, []
     while evaluations < budget:
         population = strategy.ask()
@@ -179,16 +185,7 @@ def run_ours_against_peers(algo: str, function, x0: torch.Tensor, seed: int, bud
     from pytorch_es import strategies
 
     strategy = strategies.get(algo)(x0.clone(), sigma=0.5, maximize=False, seed=seed, population_size=population)
-    evaluations, best, curve = 0, math.inf, []
-    while evaluations < budget:
-        members = strategy.ask()
-        values = function(members.members())
-        strategy.tell(values, population=members)
-        evaluations += len(values)
-        best = min(best, float(values.min()))
-        curve.append((evaluations, best))
-        if best < TARGET:
-            break
+    evaluations, curve = ask_tell_until_target(strategy, function, budget)
     return {"evaluations": evaluations, "curve": curve,
             "center_f": float(function(strategy.center.to(torch.float64).unsqueeze(0))[0])}
 
