@@ -4,7 +4,7 @@
   random seeds (``benchmarks/rl.py``'s ``train_in_process``); its time is the run's training
   wall time, the command's own tests included (the peers' exclude their solve checks).
 - the original library, pytorch-es 0.1.1, with its README settings (``peers/original_cartpole.py``).
-- EvoTorch 0.6.1, PGPE + ClipUp on GymNE and on VecGymNE (``peers/evotorch_cartpole.py``).
+- EvoTorch 0.6.1, PGPE + ClipUp on GymNE and on VecGymNE (``peers/evotorch_gym.py``).
 
 The peers run in their own venvs (``bash benchmarks/peers/setup.sh`` makes them under
 ``.peers/``). Solved means a greedy mean >= 475 over 100 episodes on env seeds 1000..1099;
@@ -32,8 +32,8 @@ sys.path.insert(0, str(HERE))
 PEERS = {
     "original (pytorch-es 0.1.1, 1 thread)": (".peers/original", ["original_cartpole.py", "--threads", "1"]),
     "original (pytorch-es 0.1.1, 4 threads)": (".peers/original", ["original_cartpole.py", "--threads", "4"]),
-    "EvoTorch 0.6.1 PGPE+ClipUp, GymNE": (".peers/evotorch", ["evotorch_cartpole.py", "--problem", "gymne"]),
-    "EvoTorch 0.6.1 PGPE+ClipUp, VecGymNE": (".peers/evotorch", ["evotorch_cartpole.py", "--problem", "vecgymne"]),
+    "EvoTorch 0.6.1 PGPE+ClipUp, GymNE": (".peers/evotorch", ["evotorch_gym.py", "--problem", "gymne"]),
+    "EvoTorch 0.6.1 PGPE+ClipUp, VecGymNE": (".peers/evotorch", ["evotorch_gym.py", "--problem", "vecgymne"]),
 }
 
 

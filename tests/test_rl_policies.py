@@ -30,6 +30,8 @@ def test_mlp_layout_matches_to_module():
     logits = policy.to_module(vector)(obs)
     assert torch.equal(policy.forward(vector.expand(7, -1), obs), logits.argmax(-1))
     assert "MLP 4-5-6-3" in policy.describe()
+    linear = MLPPolicy(BOX4, spaces.Discrete(3), hidden=(), activation="tanh")
+    assert linear.describe() == "linear 4-3 (15 parameters)"  # no hidden layer: no activation named
 
 
 def test_box_heads_squash_and_clip_to_bounds():

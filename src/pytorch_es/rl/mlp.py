@@ -98,6 +98,8 @@ class MLPPolicy(Policy):
 
     def describe(self) -> str:
         arch = "-".join(str(s) for s in (self.obs_dim, *self.hidden, self._layer_dims[-1][1]))
+        if not self.hidden:  # no hidden layer, so no activation to name
+            return f"linear {arch} ({self.num_parameters} parameters)"
         return f"MLP {arch} ({self.activation}, {self.num_parameters} parameters)"
 
     def bind(self, members: torch.Tensor) -> BoundPolicy:

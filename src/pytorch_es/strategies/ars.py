@@ -43,7 +43,8 @@ class ARS(Strategy):
         if isinstance(top, bool) or not isinstance(top, int):
             raise TypeError(f"{expected}, got {type(top).__name__} ({top!r})")
         if not 1 <= top <= directions:
-            raise ValueError(f"{expected}, got {top!r}")
+            fix = f": give population_size >= {2 * top} or a smaller top_directions" if top > directions else ""
+            raise ValueError(f"{expected}, got {top!r}{fix}")
         self.top_directions = top
         self.sigma = check_positive("sigma", sigma)
         self.optimizer = Hyperparameters(lr=check_positive("lr", lr, allow_zero=True))
