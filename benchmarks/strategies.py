@@ -15,17 +15,20 @@ reference (``ipop-cma-es``, ``ipop-cr-fm-nes``, ...) runs alone. On ``rastrigin`
 cell ``algo:function:dim:population`` sets the population of both. ``--png`` writes
 median best-so-far curves.
 
-Against the peers (issue 13): SNES, xNES, CR-FM-NES, PGPE, OpenAI-ES, ARS and CEM (``PEERS``) run
-beside every peer implementation of the same algorithm: evosax 0.3 and EvoTorch 0.6.1 through
-``benchmarks/peers/peer_run.py`` in ``.peers/<library>`` (``bash benchmarks/peers/setup.sh``), and
-the authors' crfmnes, with the same functions (checked equal on 4 points), x0, sigma0 = 0.5 and
-population (ours), each library's defaults otherwise (``PEERS`` gives the exceptions). SNES, xNES
-and CR-FM-NES report evaluations to 1e-8; PGPE, OpenAI-ES, ARS and CEM, not built to get there,
+Against the peers (issue 13): SNES, xNES, CR-FM-NES, CMA-ES, PGPE, OpenAI-ES, ARS and CEM
+(``PEERS``) run beside every peer implementation of the same algorithm: evosax 0.3, EvoTorch 0.6.1
+and EvoX 1.4 through ``benchmarks/peers/peer_run.py`` in ``.peers/<library>`` (``bash
+benchmarks/peers/setup.sh``), the authors' crfmnes, and pycma (in this process) for CMA-ES, with
+the same functions (checked equal on 4 points), x0, sigma0 = 0.5 and population (ours), each
+library's defaults otherwise (``PEERS`` gives the exceptions); ``--peers evox`` runs only the
+peers of the libraries named. SNES, xNES, CR-FM-NES and CMA-ES report evaluations to 1e-8; PGPE,
+OpenAI-ES, ARS and CEM, not built to get there,
 the best f and the f of the final center after ``--fixed-budget`` evaluations. docs/strategies.md,
 "Against the peers", has the results and the commands.
 
 Speed (``--speed``, preliminary: wall time on a busy machine is noisy): ask + tell
-seconds per generation of every registered strategy at the given dims.
+seconds per generation of every registered strategy at the given dims, beside EvoTorch's and
+EvoX's (``benchmarks/peers/evotorch_speed.py``, ``evox_speed.py``) where they have the algo.
 
 pycma is a benchmark-only dependency: ``pip install cma``.
 
@@ -35,6 +38,7 @@ pycma is a benchmark-only dependency: ``pip install cma``.
     python benchmarks/strategies.py --cells cr-fm-nes:rastrigin:10:200 --budget 100000
     python benchmarks/strategies.py --speed --speed-dims 100 10000
     python benchmarks/strategies.py --algos snes xnes pgpe openai-es ars cem --seeds 3 --json peers.json
+    python benchmarks/strategies.py --algos snes xnes cma-es openai-es ars --peers evox --seeds 3
 """
 
 from __future__ import annotations
@@ -187,14 +191,22 @@ def run_crfmnes(args: argparse.Namespace, name: str, n: int, population: int | N
 # defaults differ, so the two rows separate the implementation from the default. crfmnes runs in
 # its own runner (crfmnes_run.py).
 PEERS: dict[str, dict[str, tuple[str, dict]]] = {
-    "snes": {"evosax": ("evosax", {}), "evotorch": ("evotorch", {})},
-    "xnes": {"evosax": ("evosax", {}), "evotorch": ("evotorch", {})},
+    # EvoX's SNES defaults to evosax's old temperature weights; "recomb" is the NES utilities
+    "snes": {"evosax": ("evosax", {}), "evotorch": ("evotorch", {}), "evox": ("evox", {}),
+             "evox=ours": ("evox", {"weights": "recomb"})},
+    "xnes": {"evosax": ("evosax", {}), "evotorch": ("evotorch", {}), "evox": ("evox", {})},
+    # pycma runs in this process (run_pycma); EvoX's CMAES with dynamo disabled (peer_run.py)
+    "cma-es": {"pycma": ("pycma", {}), "evox": ("evox", {})},
     "cr-fm-nes": {"crfmnes": ("crfmnes", {}), "evosax": ("evosax", {})},
     # EvoTorch's PGPE has no default center_learning_rate / stdev_learning_rate: ours for it
     "pgpe": {"evosax": ("evosax", {}), "evosax=ours": ("evosax", {"lr": 0.05}),
              "evotorch=ours": ("evotorch", {"lr": 0.05, "scale_lr": 0.1})},
-    "openai-es": {"evosax": ("evosax", {}), "evosax=ours": ("evosax", {"lr": 0.01})},
-    "ars": {"evosax": ("evosax", {}), "evosax=ours": ("evosax", {"lr": 0.02, "top_directions": "half"})},
+    # EvoX's OpenES has no default lr and no fitness shaping (raw f): ours, raw and centered ranks
+    "openai-es": {"evosax": ("evosax", {}), "evosax=ours": ("evosax", {"lr": 0.01}),
+                  "evox=ours,raw": ("evox", {"lr": 0.01}),
+                  "evox=ours": ("evox", {"lr": 0.01, "shaping": "centered_ranks"})},
+    "ars": {"evosax": ("evosax", {}), "evosax=ours": ("evosax", {"lr": 0.02, "top_directions": "half"}),
+            "evox": ("evox", {}), "evox=ours": ("evox", {"lr": 0.02, "top_directions": "half"})},
     # EvoTorch's CEM has no default parenthood_ratio: our elite_ratio 0.2 for it
     "cem": {"evotorch=ours": ("evotorch", {"elite_ratio": 0.2})},
 }
@@ -240,6 +252,11 @@ def run_peer(args: argparse.Namespace, label: str, algo: str, name: str, n: int,
     if library == "crfmnes":
         return [{"evaluations": count, "curve": curve, "center_f": math.nan}
                 for count, curve in run_crfmnes(args, name, n, population)], {"class": "crfmnes.CRFMNES"}
+    if library == "pycma":
+        function = make_function(name, n)
+        runs = [run_pycma(algo, function, start(n, seed), seed, budget) for seed in range(args.seeds)]
+        return [{"evaluations": count, "curve": curve, "center_f": math.nan} for count, curve in runs], \
+            {"class": "cma.CMAEvolutionStrategy"}
     python = os.path.join(args.peers_dir or os.path.join(ROOT, ".peers"), library, "bin", "python")
     if not os.path.exists(python):
         raise SystemExit(f"no {library} venv at {python}: bash benchmarks/peers/setup.sh {library}")
@@ -258,13 +275,19 @@ def run_peer(args: argparse.Namespace, label: str, algo: str, name: str, n: int,
     return out["runs"], out["used"]
 
 
+def peer_labels(args: argparse.Namespace, algo: str) -> list[str]:
+    """The peers of ``algo`` to run: every one in ``PEERS``, or those of the ``--peers`` libraries."""
+    return [label for label, (library, _) in PEERS.get(algo, {}).items()
+            if args.peers is None or library in args.peers]
+
+
 def peer_cells(args: argparse.Namespace) -> list[tuple[str, str, int, int | None]]:
-    """The cells of the algos in ``PEERS`` (``--cells`` or the product, without the diagonal
-    strategies' rotated ellipsoid unless ``--all-pairs``)."""
+    """The cells of the algos in ``PEERS`` with a peer to run (``--cells`` or the product, without
+    the diagonal strategies' rotated ellipsoid unless ``--all-pairs``)."""
     every = [(algo, name, n, None) for algo in args.algos for name in args.functions for n in args.dims
              if args.all_pairs or algo in FIXED_BUDGET_ALGOS
              or not (algo in DIAGONAL_ALGOS and name == "rotated-ellipsoid")]
-    return [cell for cell in (cells(args) if args.cells else every) if cell[0] in PEERS]
+    return [cell for cell in (cells(args) if args.cells else every) if peer_labels(args, cell[0])]
 
 
 def peer_quality(args: argparse.Namespace, results: dict) -> dict:
@@ -278,7 +301,7 @@ def peer_quality(args: argparse.Namespace, results: dict) -> dict:
         key = f"{algo} {name} {n}" + ("" if population is None else f" {population}")
         if key not in results:
             function = make_function(name, n)
-            labels = list(PEERS[algo])
+            labels = peer_labels(args, algo)
             row = {"peers": labels, "budget": budget, "population": size, "seeds": args.seeds,
                    "metric": "best_f" if fixed else "evaluations", "used": {}, "curves": {}, "center_f": {}}
             began = time.perf_counter()
@@ -299,6 +322,9 @@ def peer_quality(args: argparse.Namespace, results: dict) -> dict:
             if args.json:
                 with open(args.json, "w") as file:
                     json.dump(results, file)
+        if "peers" not in results[key]:  # a row quality() wrote before cma-es moved here: kept as it is
+            print(f"{key:30s} kept from --json as quality() wrote it (no peer columns); delete it to rerun")
+            continue
         print_peer_row(key, results[key])
     return results
 
@@ -446,7 +472,9 @@ def plot(results: dict, path: str) -> None:
     print(f"wrote {path}")
 
 
-SPEED_PEER_ALGOS = ("snes", "xnes", "pgpe", "cem")  # what EvoTorch 0.6.1 has of ours
+# per speed peer (its venv in .peers/, its runner in benchmarks/peers/): what it has of ours
+SPEED_PEERS = {"evotorch": ("evotorch_speed.py", ("snes", "xnes", "pgpe", "cem")),  # EvoTorch 0.6.1
+               "evox": ("evox_speed.py", ("snes", "xnes", "cma-es", "openai-es", "ars"))}  # EvoX 1.4
 
 
 def speed_cell(algo: str, n: int, size: int, repeats: int) -> dict:
@@ -486,12 +514,15 @@ def _cell_in_subprocess(command: list[str]) -> dict | str:
 
 
 def speed(args: argparse.Namespace) -> None:
-    """ask + tell seconds per generation, ours against EvoTorch 0.6.1 (same algo, dim,
-    population, float32, one thread; each cell in a fresh process) and against one ``torch.mv``
-    over the (population x dim) matrix; with the peak resident memory of each process."""
+    """ask + tell seconds per generation, ours against EvoTorch 0.6.1 and EvoX 1.4 where they
+    have the algo and their venv exists (same algo, dim, population, float32, one thread; each
+    cell in a fresh process) and against one ``torch.mv`` over the (population x dim) matrix;
+    with the peak resident memory of each process."""
     from pytorch_es import strategies
 
-    peer = os.path.join(args.peers_dir or os.path.join(ROOT, ".peers"), "evotorch", "bin", "python")
+    peers = {name: (os.path.join(args.peers_dir or os.path.join(ROOT, ".peers"), name, "bin", "python"),
+                    os.path.join(ROOT, "benchmarks", "peers", runner), has)
+             for name, (runner, has) in SPEED_PEERS.items()}
     script = os.path.abspath(__file__)
     print(f"speed: median of {args.repeats} generations; load average {os.getloadavg()[0]:.2f}")
     algos = args.speed_algos or strategies.available()
@@ -510,12 +541,13 @@ def speed(args: argparse.Namespace) -> None:
                         f"({ours['peak_rss_mib']:,.0f} MiB)")
                 if floor_s:
                     line += f", {ours['median_s'] / floor_s:.2f}x torch.mv ({floor_s * 1e3:.2f} ms)"
-                if algo in SPEED_PEER_ALGOS and os.path.exists(peer):
-                    theirs = _cell_in_subprocess([peer, os.path.join(ROOT, "benchmarks", "peers", "evotorch_speed.py"),
-                                                  algo, str(n), str(size), str(args.repeats)])
-                    line += (f"; evotorch {theirs['median_s'] * 1e3:9.2f} ms ({theirs['peak_rss_mib']:,.0f} MiB), "
+                for name, (python, runner, has) in peers.items():
+                    if algo not in has or not os.path.exists(python):
+                        continue
+                    theirs = _cell_in_subprocess([python, runner, algo, str(n), str(size), str(args.repeats)])
+                    line += (f"; {name} {theirs['median_s'] * 1e3:.2f} ms ({theirs['peak_rss_mib']:,.0f} MiB), "
                              f"ratio {ours['median_s'] / theirs['median_s']:.2f}" if isinstance(theirs, dict)
-                             else f"; evotorch failed ({theirs})")
+                             else f"; {name} failed ({theirs})")
                 print(line, flush=True)
 
 
@@ -532,6 +564,9 @@ def main() -> None:
     parser.add_argument("--crfmnes-python", help="python of the venv with crfmnes (default .peers/crfmnes)")
     parser.add_argument("--fixed-budget", type=int, default=50_000,
                         help="evaluations of the fixed-budget algos (pgpe, openai-es, ars, cem) against peers")
+    parser.add_argument("--peers", nargs="+", choices=sorted({library for peers in PEERS.values()
+                                                               for library, _ in peers.values()}),
+                        help="run only the peers of these libraries (default: every peer in PEERS)")
     parser.add_argument("--peers-dir", help="where the peer venvs are (default .peers; benchmarks/peers/setup.sh)")
     parser.add_argument("--png", help="write median convergence curves here")
     parser.add_argument("--json", help="results file: counts and curves, saved after each cell and continued")

@@ -3,9 +3,10 @@
 
     .peers/evosax/bin/python benchmarks/peers/peer_run.py < job.json    # evosax 0.3, CPU JAX
     .peers/evotorch/bin/python benchmarks/peers/peer_run.py < job.json  # EvoTorch 0.6.1
+    .peers/evox/bin/python benchmarks/peers/peer_run.py < job.json      # EvoX 1.4.0
 
-Reads one JSON object from stdin: ``{"library": "evosax" | "evotorch", "algo" (our registry
-name: snes, xnes, pgpe, cem, openai-es, ars, cr-fm-nes), "function", "dim", "population",
+Reads one JSON object from stdin: ``{"library": "evosax" | "evotorch" | "evox", "algo" (our
+registry name: snes, xnes, pgpe, cem, openai-es, ars, cr-fm-nes, cma-es), "function", "dim", "population",
 "sigma" (the initial scale of every member's coordinate), "budget", "target", "rotation" (a
 dim x dim list or null), "settings" (hyperparameters that replace the library's defaults,
 see ``SETTINGS``; ``{}`` for its defaults), "points" (a list of points to evaluate, for the
@@ -15,7 +16,9 @@ object: ``{"runs": [{"evaluations", "curve": [[evaluations, best f], ...], "cent
 its best f is below ``target`` or after ``budget`` evaluations; ``center_f`` is f at the final
 center (not counted as an evaluation). Minimisation throughout; the
 functions come from ``quality_functions.py`` (numpy, float64). evosax runs with
-``jax_enable_x64`` (float64, like ours); EvoTorch with ``dtype=torch.float64``.
+``jax_enable_x64`` (float64, like ours); EvoTorch with ``dtype=torch.float64``; EvoX with
+float64 as torch's default dtype and dynamo disabled (its CMAES's ``torch.cond`` fails to
+compile under torch 2.13; eager, it runs).
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ import numpy as np
 from quality_functions import make_function  # beside this file
 
 # settings a job may give (else the library's default): lr (the center's learning rate),
-# max_speed (ClipUp), top_directions (ARS's b), elite_ratio (CEM), scale_lr (the scale's rate)
-SETTINGS = {"lr", "max_speed", "top_directions", "elite_ratio", "scale_lr"}
+# max_speed (ClipUp), top_directions (ARS's b), elite_ratio (CEM), scale_lr (the scale's rate),
+# weights (EvoX's SNES weight_type: "temp" or "recomb"), shaping ("centered_ranks": EvoX's OpenES
+# fed centered ranks through its workflow's fitness_transform instead of raw f)
+SETTINGS = {"lr", "max_speed", "top_directions", "elite_ratio", "scale_lr", "weights", "shaping"}
 
 
 class Evosax:
@@ -166,6 +171,93 @@ class EvoTorch:
         return self.searcher.status["center"].detach().cpu().numpy().astype(np.float64)
 
 
+class Evox:
+    """An EvoX 1.4 algorithm in its ``StdWorkflow``, driven one ``step()`` (sample + evaluate +
+    update) at a time; the problem is our function. float64 (torch's default dtype here)."""
+
+    def __init__(self, algo: str, n: int, population: int, sigma: float, x0: np.ndarray, seed: int,
+                 settings: dict, function: Callable[[np.ndarray], np.ndarray]) -> None:
+        import torch
+        import torch._dynamo
+
+        torch._dynamo.config.disable = True  # CMAES's torch.cond fails under dynamo (torch 2.13)
+        torch.set_default_dtype(torch.float64)
+        torch.set_num_threads(1)
+        torch.manual_seed(seed)
+        from evox.algorithms import ARS, CMAES, SNES, XNES, OpenES
+        from evox.core import Problem
+        from evox.workflows import StdWorkflow
+
+        self.batch: list[np.ndarray] = []
+        batch = self.batch
+
+        class Objective(Problem):
+            def evaluate(self, pop: torch.Tensor) -> torch.Tensor:
+                values = function(pop.detach().cpu().numpy().astype(np.float64))
+                batch.append(values)
+                return torch.as_tensor(values, dtype=torch.float64)
+
+        center = torch.as_tensor(x0, dtype=torch.float64)
+        self.used: dict = {}
+        transform = None
+        if algo == "snes":
+            weights = settings.get("weights", "temp")  # EvoX's default: temperature weights
+            algorithm = SNES(population, center, sigma=sigma, weight_type=weights)
+            self.used.update(weight_type=weights, lrate_mean=float(algorithm.lrate_mean),
+                             lrate_sigma=float(algorithm.lrate_sigma))
+        elif algo == "xnes":
+            algorithm = XNES(center, sigma**2 * torch.eye(n), pop_size=population)
+            self.used.update(learning_rate_mean=float(algorithm.learning_rate_mean),
+                             learning_rate_var=float(algorithm.learning_rate_var),
+                             learning_rate_B=float(algorithm.learning_rate_B))
+        elif algo == "cma-es":
+            algorithm = CMAES(center, sigma, pop_size=population)
+            self.used.update(c_c=float(algorithm.c_c), c_1=float(algorithm.c_1), c_mu=float(algorithm.c_mu),
+                             c_sigma=float(algorithm.c_sigma), d_sigma=float(algorithm.d_sigma),
+                             decomp_per_iter=int(algorithm.decomp_per_iter))
+        elif algo == "openai-es":
+            # EvoX's OpenES has no default learning rate: the job's (ours) is required
+            algorithm = OpenES(population, center, learning_rate=settings["lr"], noise_stdev=sigma)
+            shaping = settings.get("shaping", "raw")
+            if shaping == "centered_ranks":
+                transform = centered_ranks_module()
+            elif shaping != "raw":
+                raise ValueError(f"shaping is raw or centered_ranks, not {shaping!r}")
+            self.used.update(optimizer="sgd", lr=settings["lr"], mirrored=True, shaping=shaping)
+        elif algo == "ars":
+            lr = settings.get("lr", 0.05)  # EvoX's defaults: lr 0.05, elite_ratio 0.1
+            elite_ratio = settings["top_directions"] / (population // 2) if "top_directions" in settings else 0.1
+            algorithm = ARS(population, center, elite_ratio=elite_ratio, lr=lr, sigma=sigma)
+            self.used.update(optimizer="sgd", lr=lr, top_directions=algorithm.elite_pop_size)
+        else:
+            raise ValueError(f"EvoX has no {algo!r} here (it has ars, cma-es, openai-es, snes, xnes)")
+        self.used["class"] = f"evox.algorithms.{type(algorithm).__name__}"
+        self.workflow = StdWorkflow(algorithm, Objective(), fitness_transform=transform)
+
+    def step(self) -> np.ndarray:
+        self.batch.clear()
+        self.workflow.step()
+        return np.concatenate(self.batch)
+
+    def center(self) -> np.ndarray:
+        algorithm = self.workflow.algorithm
+        center = algorithm.center if hasattr(algorithm, "center") else algorithm.mean
+        return center.detach().cpu().numpy().astype(np.float64).reshape(-1)
+
+
+def centered_ranks_module():
+    """A ``torch.nn.Module`` mapping f to its ranks on [-0.5, 0.5] (lowest f -0.5), for EvoX's
+    workflow: our OpenAI-ES shaping (Salimans et al. 2017), which EvoX's OpenES lacks."""
+    import torch
+
+    class CenteredRanksModule(torch.nn.Module):
+        def forward(self, fitness: torch.Tensor) -> torch.Tensor:
+            ranks = torch.argsort(torch.argsort(fitness)).to(fitness.dtype)
+            return ranks / (fitness.numel() - 1) - 0.5
+
+    return CenteredRanksModule()
+
+
 CACHE: dict = {}  # the job's evosax strategy, shared by its seeds
 
 
@@ -190,8 +282,11 @@ def run(job: dict, seed: int, x0: list) -> tuple[dict, dict]:
     elif job["library"] == "evotorch":
         es = EvoTorch(job["algo"], n, population, job["sigma"], start, seed, settings, function)
         generation = es.step
+    elif job["library"] == "evox":
+        es = Evox(job["algo"], n, population, job["sigma"], start, seed, settings, function)
+        generation = es.step
     else:
-        raise ValueError(f"unknown library {job['library']!r}: evosax or evotorch")
+        raise ValueError(f"unknown library {job['library']!r}: evosax, evotorch or evox")
     evaluations, best, curve = 0, math.inf, []
     while evaluations < budget:
         values = generation()

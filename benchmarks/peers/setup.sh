@@ -4,6 +4,7 @@
 #   .peers/evotorch : EvoTorch 0.6.1
 #   .peers/crfmnes  : the authors' CR-FM-NES, crfmnes 1.0.0 (numpy only)
 #   .peers/evosax   : evosax 0.3.2 on CPU JAX 0.10.2 (no torch)
+#   .peers/evox     : EvoX 1.4.0 on torch 2.13.0 (CPU)
 # Benchmarks run the peers in these venvs as subprocesses; the library never imports them.
 #   bash benchmarks/peers/setup.sh                 # all of them
 #   bash benchmarks/peers/setup.sh evosax evotorch # only these
@@ -37,5 +38,9 @@ if want evosax && [ ! -x .peers/evosax/bin/python ]; then
   python3 -m venv .peers/evosax
   .peers/evosax/bin/python -m pip install -q --upgrade pip
   .peers/evosax/bin/python -m pip install -q numpy "jax[cpu]==0.10.2" evosax==0.3.2  # the versions measured
+fi
+if want evox; then
+  make_venv .peers/evox numpy
+  .peers/evox/bin/python -m pip install -q evox==1.4.0  # the version measured; torch is already there
 fi
 echo "peers ready in .peers/"
