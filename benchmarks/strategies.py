@@ -44,6 +44,7 @@ pycma is a benchmark-only dependency: ``pip install cma``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -135,11 +136,9 @@ def run_pycma_restarts(algo: str, function, x0: torch.Tensor, seed: int, budget:
         return value
 
     options = {"seed": seed + 1, "verbose": -9, "verb_log": 0, "verb_disp": 0, "maxfevals": budget}
-    try:
+    with contextlib.suppress(_BudgetSpent):
         cma.fmin2(objective, x0.numpy(), 0.5, options, restarts=10**6, incpopsize=2,
                   bipop=algo == "bipop-cma-es")
-    except _BudgetSpent:
-        pass
     return evaluations, curve
 
 

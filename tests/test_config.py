@@ -18,7 +18,8 @@ from pytorch_es.training.config import TrainConfig, resolve_config
 
 def test_every_shipped_preset_is_a_valid_config_and_names_its_env_and_result():
     names = [preset.name for preset in available_presets()]
-    assert {"CartPole-v1", "CartPole-v1-pgpe", "CartPole-v1-snes", "LunarLander-v3"} <= set(names)
+    shipped = {"CartPole-v1", "CartPole-v1-pgpe", "CartPole-v1-snes", "LunarLander-v3", "LunarLander-v3-pgpe"}
+    assert shipped <= set(names)
     for preset in available_presets():
         config = resolve_config(preset=preset.name, new_seed=lambda: 1)
         assert config.env_id == preset.env_id and config.strategy.name == preset.algo
@@ -46,9 +47,18 @@ def test_another_strategy_on_a_preset_env_borrows_the_env_settings_not_the_strat
     assert origin == "preset CartPole-v1 with cma-es's generic settings"
     assert settings["strategy"]["population_size"] == 512 and settings["strategy"]["optimizer"] == "none"
     assert settings["policy"]["hidden"] == []
-    lander, _ = defaults_for("LunarLander-v3", "pgpe")  # the env's own settings come along
+    lander, origin = defaults_for("LunarLander-v3", "snes")  # the env's own settings come along
+    assert origin == "preset LunarLander-v3 with snes's generic settings"
     assert lander["problem"]["episodes_per_member"] == 4 and lander["target"] == 200.0
-    assert lander["strategy"]["sigma"] == 0.1 and lander["strategy"]["optimizer"] == "clipup"  # pgpe's generic
+    assert lander["strategy"]["fitness_shaping"] == "nes" and lander["strategy"]["lr"] == 1.0  # snes's generic
+
+
+def test_a_strategy_with_its_own_preset_on_the_env_takes_that_preset():
+    """``pytorch-es train LunarLander-v3 --algo pgpe`` trains with ``LunarLander-v3-pgpe``."""
+    config = resolve_config("LunarLander-v3", overrides={"strategy": {"name": "pgpe"}}, new_seed=lambda: 1)
+    assert config.origin == "preset LunarLander-v3-pgpe" and config.strategy.name == "pgpe"
+    assert (config.strategy.sigma, config.strategy.lr, config.strategy.optimizer) == (0.2, 0.1, "clipup")
+    assert config.problem.episodes_per_member == 4 and config.problem.obs_norm
 
 
 def test_an_env_whose_own_preset_is_not_openai_es_trains_with_that_strategy():

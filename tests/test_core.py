@@ -1,5 +1,6 @@
 """Pure core: flat parameters, the noise table, populations, fitness shaping."""
 
+import math
 import pickle
 
 import pytest
@@ -18,6 +19,7 @@ from pytorch_es.core import (
     z_score,
 )
 from pytorch_es.core.noise import default_table_size, mix_seed
+from pytorch_es.core.shaping import nes_utilities
 
 
 def test_flatten_and_write_back_round_trip_in_place():
@@ -120,6 +122,20 @@ def test_centered_ranks_handle_ties_and_constant_rewards():
     for shaping in (centered_ranks, z_score, raw):
         out = shaping(torch.full((6,), 4.2))
         assert torch.isfinite(out).all() and float(out.abs().sum()) == 0.0
+
+
+def test_rank_shapings_without_ties_give_the_positions_utilities():
+    """Tie-free rewards take a sort-only path: exactly the sorted positions for centered ranks,
+    eq. 13's utilities for NES."""
+    rewards = torch.randn(101, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    order = rewards.argsort().argsort().to(torch.float64)
+    assert torch.equal(centered_ranks(rewards), order / 100 - 0.5)
+    n = 101
+    raw_utility = (math.log(n / 2 + 1) - torch.log(torch.arange(1, n + 1, dtype=torch.float64))).clamp(min=0)
+    by_rank = raw_utility / raw_utility.sum() - 1 / n  # rank 1 = best
+    best_first = (-rewards).argsort().argsort()
+    assert torch.allclose(nes_utilities(rewards), by_rank[best_first], rtol=0, atol=1e-15)
+    assert abs(float(nes_utilities(rewards).sum())) < 1e-15
 
 
 def test_z_score_matches_the_original_formula():

@@ -127,7 +127,7 @@ def test_full_covariance_refuses_a_dimension_it_cannot_serve():
 
 
 def test_small_populations_are_refused_with_the_reason():
-    with pytest.raises(ValueError, match="top_directions must be an int in \\[1, 4\\].*got 5: give population_size >= 10"):
+    with pytest.raises(ValueError, match=r"an int in \[1, 4\].*got 5: give population_size >= 10"):
         strategies.get("ars")(torch.zeros(3), population_size=8, top_directions=5)
     with pytest.raises(ValueError, match="ARS needs an even population_size"):
         strategies.get("ars")(torch.zeros(3), population_size=9)

@@ -93,8 +93,8 @@ def main() -> None:
             break
     steps = int(searcher.status.get("total_interaction_count", 0))
     print(json.dumps({
-        "library": f"EvoTorch 0.6.1 (PGPE+ClipUp, {args.problem})", "env": args.env, "seed": args.seed, "solved": solved,
-        "train_seconds": train_seconds, "generations": generations, "env_steps": steps,
+        "library": f"EvoTorch 0.6.1 (PGPE+ClipUp, {args.problem})", "env": args.env, "seed": args.seed,
+        "solved": solved, "train_seconds": train_seconds, "generations": generations, "env_steps": steps,
     }))
 
 

@@ -63,10 +63,12 @@ class NoiseTable:
         self.device = torch.device(device)
         self.dtype = dtype
         self._values: torch.Tensor | None = None
+        self._last_offsets: tuple[tuple[int, int, int], torch.Tensor] | None = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_values"] = None
+        state["_last_offsets"] = None
         return state
 
     @property
@@ -86,11 +88,18 @@ class NoiseTable:
         return self._values
 
     def offsets(self, generation: int, count: int, dim: int) -> torch.Tensor:
-        """The ``count`` slice offsets of ``generation``: int64 on the CPU."""
+        """The ``count`` slice offsets of ``generation``: int64 on the CPU (the last one drawn is
+        kept and returned again: do not modify it)."""
         if dim > self.size:
             raise ValueError(f"noise table of size {self.size} is smaller than dim {dim}")
+        key = (generation, count, dim)
+        last = getattr(self, "_last_offsets", None)  # (tables pickled before it existed lack it)
+        if last is not None and last[0] == key:  # ask() and tell() of one generation: drawn once
+            return last[1]
         generator = torch.Generator().manual_seed(mix_seed(self.seed, generation))
-        return torch.randint(0, self.size - dim + 1, (count,), generator=generator)
+        offsets = torch.randint(0, self.size - dim + 1, (count,), generator=generator)
+        self._last_offsets = (key, offsets)
+        return offsets
 
     def slice(self, offset: int, dim: int) -> torch.Tensor:
         """The perturbation starting at ``offset`` (a view, no copy)."""

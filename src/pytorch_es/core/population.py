@@ -228,6 +228,8 @@ class Population:
         if not self.antithetic:
             return weights
         n = self.size
+        if n % 2 == 0:  # every member has its mirror
+            return weights[0::2] - weights[1::2] if signed else weights[0::2] + weights[1::2]
         folded = torch.zeros(num_pairs(n, True), dtype=torch.float64)
         folded += weights[0::2]
         if signed:

@@ -8,6 +8,7 @@ to every reward.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -25,6 +26,10 @@ def centered_ranks(rewards: torch.Tensor) -> torch.Tensor:
     if n < 2:
         return torch.zeros_like(rewards, dtype=torch.float64)
     flat = rewards.reshape(-1).to(torch.float64)
+    ordered, order = torch.sort(flat, stable=True)
+    if bool((ordered[1:] > ordered[:-1]).all()):  # no ties: the rank is the sorted position
+        ranks = torch.empty(n, dtype=torch.float64).index_copy_(0, order, torch.arange(n, dtype=torch.float64))
+        return (ranks / (n - 1) - 0.5).reshape(rewards.shape)
     _, inverse, counts = torch.unique(flat, sorted=True, return_inverse=True, return_counts=True)
     # Ranks 0..n-1 in sorted order; a group of c ties starting at rank s gets s + (c-1)/2.
     starts = torch.cumsum(counts, 0) - counts
@@ -64,16 +69,28 @@ def nes_utilities(rewards: torch.Tensor) -> torch.Tensor:
     n = rewards.numel()
     if n < 2:
         return torch.zeros_like(rewards, dtype=torch.float64)
-    ranks = torch.arange(1, n + 1, dtype=torch.float64)
-    raw_utility = (math.log(n / 2 + 1) - torch.log(ranks)).clamp(min=0.0)
-    by_position = (raw_utility / raw_utility.sum() - 1.0 / n).flip(0)  # ascending reward order
+    single, group_sums = _nes_position_utilities(n)
     flat = rewards.reshape(-1).to(torch.float64)
+    ordered, order = torch.sort(flat, stable=True)
+    if bool((ordered[1:] > ordered[:-1]).all()):  # no ties: each member takes its position's utility
+        utilities = torch.empty(n, dtype=torch.float64).index_copy_(0, order, single)
+        return (utilities - utilities.mean()).reshape(rewards.shape)
     _, inverse, counts = torch.unique(flat, sorted=True, return_inverse=True, return_counts=True)
     starts = torch.cumsum(counts, 0) - counts
-    group_sums = torch.cumsum(torch.cat([by_position.new_zeros(1), by_position]), 0)
     group_mean = (group_sums[starts + counts] - group_sums[starts]) / counts.to(torch.float64)
     utilities = group_mean[inverse]
     return (utilities - utilities.mean()).reshape(rewards.shape)
+
+
+@functools.lru_cache(maxsize=8)
+def _nes_position_utilities(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Running sums (from 0) of the utilities of the positions in ascending reward order, and
+    each position's utility as their difference (what a group of one tie gets, bit for bit)."""
+    ranks = torch.arange(1, n + 1, dtype=torch.float64)
+    raw_utility = (math.log(n / 2 + 1) - torch.log(ranks)).clamp(min=0.0)
+    by_position = (raw_utility / raw_utility.sum() - 1.0 / n).flip(0)
+    group_sums = torch.cumsum(torch.cat([by_position.new_zeros(1), by_position]), 0)
+    return group_sums[1:] - group_sums[:-1], group_sums
 
 
 FITNESS_SHAPINGS: dict[str, FitnessShaping] = {
