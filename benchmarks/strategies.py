@@ -328,6 +328,30 @@ def peer_quality(args: argparse.Namespace, results: dict) -> dict:
     return results
 
 
+def mann_whitney_p(a: list[float], b: list[float]) -> float:
+    """Two-sided Mann-Whitney U test: the normal approximation with the tie and continuity
+    corrections (values equal to 1e-9 relative count as ties, as Rastrigin's basins repeat)."""
+    values = sorted([(v, 0) for v in a] + [(v, 1) for v in b])
+    ranks, i = [0.0] * len(values), 0
+    ties = 0.0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and math.isclose(values[j + 1][0], values[i][0], rel_tol=1e-9, abs_tol=1e-12):
+            j += 1
+        for k in range(i, j + 1):
+            ranks[k] = (i + j) / 2 + 1
+        ties += (j - i + 1) ** 3 - (j - i + 1)
+        i = j + 1
+    n1, n2 = len(a), len(b)
+    u = sum(rank for rank, (_, group) in zip(ranks, values) if group == 0) - n1 * (n1 + 1) / 2
+    n = n1 + n2
+    variance = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)))
+    if variance <= 0:
+        return 1.0
+    z = max(0.0, abs(u - n1 * n2 / 2) - 0.5) / math.sqrt(variance)
+    return math.erfc(z / math.sqrt(2))
+
+
 def print_peer_row(key: str, row: dict) -> None:
     """One line per cell: ours and each peer, the ratio ours / peer, and ours / the best peer."""
     labels, budget = row["peers"], row["budget"]
@@ -413,8 +437,8 @@ def quality(args: argparse.Namespace) -> dict:
             continue
         if row.get("metric") == "best_f":
             print(f"{label}: median best f after {budget} evaluations ours {ours:.3g}  {peer} {theirs:.3g}  "
-                  f"(ours per seed {[round(v, 2) for v in row['ours']]}, {peer} {[round(v, 2) for v in row[peer]]})",
-                  flush=True)
+                  f"(Mann-Whitney p = {mann_whitney_p(row['ours'], row[peer]):.3f}; ours per seed "
+                  f"{[round(v, 2) for v in row['ours']]}, {peer} {[round(v, 2) for v in row[peer]]})", flush=True)
             continue
         reached_ours = sum(c < budget for c in row["ours"])
         reached_theirs = sum(c < budget for c in row[peer])

@@ -115,6 +115,20 @@ def test_antithetic_pairs_mirror_and_odd_member_is_unpaired():
         population.member(7)
 
 
+@pytest.mark.parametrize("antithetic", [True, False])
+def test_noise_matrix_and_members_of_any_index_order_equal_the_single_members(antithetic):
+    population = make_population(size=7, antithetic=antithetic)
+    order = [6, 3, 0, 5, 1, 4, 2]
+    assert torch.equal(population.noise_matrix(order), torch.stack([population.epsilon(i) for i in order]))
+    assert torch.equal(population.noise_matrix(torch.tensor(order)), population.noise_matrix(order))
+    assert torch.equal(population.members([4, 4, 1]), torch.stack([population.member(i) for i in (4, 4, 1)]))
+    assert population.members([]).shape == (0, 50)
+    with pytest.raises(IndexError, match="member index -1"):
+        population.noise_matrix([0, -1])
+    with pytest.raises(IndexError, match="member index 9"):
+        population.members(torch.tensor([9]))
+
+
 def test_centered_ranks_handle_ties_and_constant_rewards():
     ranks = centered_ranks(torch.tensor([3.0, 1.0, 2.0, 2.0]))
     assert torch.allclose(ranks, torch.tensor([0.5, -0.5, 0.0, 0.0], dtype=torch.float64))
@@ -157,3 +171,49 @@ def test_square_norms_of_long_slices_take_the_dot_path_and_agree():
     expected_small = torch.stack([table.slice(int(o), dim - 1).double().square().sum() for o in offsets])
     torch.testing.assert_close(small, expected_small, rtol=1e-5, atol=0)
     assert table.square_norms(offsets[:0], dim).shape == (0,)
+
+
+@pytest.mark.parametrize(("dim", "size", "antithetic"), [(50, 9, True), (50, 8, False), (1 << 16, 130, True)])
+def test_linear_and_squared_sums_in_one_read_equal_the_two_reductions(dim, size, antithetic):
+    """The fused reduction (SNES, PGPE, CEM) gives the two reductions' bits, on the gathered
+    path and on the slice-by-slice path of large populations (65 pairs x 2**16 > 2**22)."""
+    center = torch.zeros(dim)
+    population = Population(center, 0.5, NoiseTable(7, dim * 4), 2, size, antithetic)
+    weights = torch.randn(size, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    weights[3] = 0.0
+    linear, squared = population.linear_and_squared_sums(weights)
+    assert torch.equal(linear, population.linear_sum(weights))
+    assert torch.equal(squared, population.squared_sum(weights))
+    expected = sum(w * population.epsilon(i).double() for i, w in enumerate(weights.tolist()))
+    torch.testing.assert_close(linear.double(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_slice_by_slice_sums_in_blocks_equal_whole_slice_accumulation_bit_for_bit():
+    """Dims above the 512 KiB block (2**17 float32 values) are summed block by block: each
+    element sees the same operations in the same order as whole-slice accumulation."""
+    dim = 300_000  # two full blocks and a partial one
+    table = NoiseTable(seed=5, size=4 * dim)
+    offsets = table.offsets(2, 15, dim)  # 15 x 300,000 > 2**22: the slice-by-slice path
+    weights = torch.randn(15, generator=torch.Generator().manual_seed(3)).to(torch.float64)
+    weights[4] = 0.0
+    square_weights = weights.flip(0)
+    expected, expected_square = torch.zeros(dim), torch.zeros(dim)
+    for offset, a, b in zip(offsets.tolist(), weights.float().tolist(), square_weights.float().tolist()):
+        eps = table.slice(offset, dim)
+        if a != 0.0:
+            expected.add_(eps, alpha=a)
+        if b != 0.0:
+            expected_square.addcmul_(eps, eps, value=b)
+    assert torch.equal(table.weighted_sum(offsets, weights, dim), expected)
+    assert torch.equal(table.weighted_square_sum(offsets, square_weights, dim), expected_square)
+    linear, square = table.weighted_sums(offsets, weights, square_weights, dim)
+    assert torch.equal(linear, expected) and torch.equal(square, expected_square)
+
+
+@pytest.mark.parametrize(("dim", "antithetic"), [(50, False), (50, True), (1 << 14, False)])
+def test_square_norms_of_some_members_equal_those_of_all(dim, antithetic):
+    """sep-CMA-ES asks only for the members with negative weights: the same bits as the full
+    vector's entries, on the gathered path and on the one-dot-per-slice path."""
+    population = Population(torch.zeros(dim), 0.5, NoiseTable(9, 4 * dim), 1, 9, antithetic)
+    some = torch.tensor([8, 0, 5, 3])
+    assert torch.equal(population.square_norms(some), population.square_norms()[some])

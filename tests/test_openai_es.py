@@ -163,3 +163,21 @@ def test_bad_rewards_name_the_member():
     with pytest.raises(ValueError, match="expected 4 rewards"):
         strategy.tell([1.0, 2.0])
     assert strategy.generation == 0  # nothing was applied
+
+
+def test_tell_learns_from_the_population_ask_returned_and_builds_the_best_member_on_read():
+    def run(change_before_tell: bool) -> tuple[OpenAIES, object, torch.Tensor]:
+        strategy = OpenAIES(torch.zeros(6), population_size=8, sigma=0.1, lr=0.1, seed=4)
+        population = strategy.ask()
+        rewards = -(population.members() - 1).square().sum(1)
+        if change_before_tell:
+            strategy.sigma = 0.5  # applies from the next generation
+        strategy.tell(rewards, population=population)
+        strategy.sigma = 0.5
+        return strategy, population, rewards
+
+    changed, population, rewards = run(True)
+    unchanged, _, _ = run(False)
+    assert torch.equal(changed.center, unchanged.center)
+    assert torch.equal(changed.best_member, population.members([int(rewards.argmax())])[0])
+    assert torch.equal(changed.state_dict()["best_member"], changed.best_member)

@@ -171,3 +171,32 @@ def test_cr_fm_nes_rejects_a_shape_step_that_would_make_d_non_positive():
     assert stats["shape_step_rejected"] == 1.0
     assert torch.equal(strategy.v, v) and torch.equal(strategy.D, d)
     assert math.isfinite(strategy.sigma) and bool(torch.isfinite(strategy.ask().members()).all())
+
+
+def test_cma_es_step_size_constants_of_the_tutorial_or_of_pycma():
+    """``csa="pycma"`` gives pycma 4.5's c_s and d_s (the values its ``CMAEvolutionStrategy``
+    reports for popsize 120 in 40-D: cs 0.4542193616650723, damps 4.441593768545815); the
+    tutorial's d_s is 1 + c_s there. The choice is saved and restored with the state."""
+    from pytorch_es.strategies.cma_es import cma_parameters
+
+    pycma = cma_parameters(40, 120, csa="pycma")
+    assert math.isclose(pycma["c_s"], 0.4542193616650723, rel_tol=1e-12)
+    assert math.isclose(pycma["d_s"], 4.441593768545815, rel_tol=1e-12)
+    tutorial = cma_parameters(40, 120)
+    assert math.isclose(tutorial["d_s"], 1 + tutorial["c_s"], rel_tol=1e-15)
+    with pytest.raises(ValueError, match="csa must be one of"):
+        strategies.get("cma-es")(torch.zeros(3), csa="hansen")
+    assert strategies.get("bipop-cma-es")(torch.zeros(3)).csa == "pycma"  # BIPOP's default (docs)
+    assert strategies.get("ipop-cma-es")(torch.zeros(3)).csa == "tutorial"
+    made = strategies.get("ipop-cma-es")(torch.full((4,), 3.0, dtype=torch.float64), csa="pycma", seed=1,
+                                         maximize=False, tol_fun=0.1)
+    for _ in range(120):
+        made.tell(rastrigin(made.ask().members()))
+    resumed = strategies.get("ipop-cma-es")(torch.full((4,), 3.0, dtype=torch.float64), seed=1, maximize=False,
+                                            tol_fun=0.1)
+    resumed.load_state_dict(made.state_dict())
+    assert resumed.csa == "pycma" and resumed.p["d_s"] == made.p["d_s"] and made.restarts >= 1
+    for _ in range(30):
+        for strategy in (made, resumed):
+            strategy.tell(rastrigin(strategy.ask().members()))
+    assert torch.equal(made.center, resumed.center)

@@ -189,31 +189,40 @@ class Population:
             z = torch.stack([row + torch.mv(u.T, torch.mv(u, row)) for row in z])
         return z * self.scale
 
-    def noise_matrix(self, indices: Sequence[int] | None = None) -> torch.Tensor:
-        """The signed perturbations ``z_i`` of members ``indices`` (default all) as rows."""
-        indices = list(range(self.size)) if indices is None else [self._check(i) for i in indices]
-        if not indices:
-            return self.center.new_zeros((0, self.dim))
-        pairs, signs = zip(*(pair_index(i, self.antithetic) for i in indices))
-        slices = self.noise.gather(self.offsets[list(pairs)], self.dim).to(self.center.dtype)
-        sign = torch.tensor(signs, dtype=self.center.dtype, device=slices.device)
-        return slices * sign.unsqueeze(1)
+    def _slices_and_signs(self, indices: Sequence[int] | torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unsigned noise slices of members ``indices`` (default all) as rows, and their
+        signs (a column of +-1 in the center's dtype). A tensor of indices (or all members)
+        takes tensor ops, a short list of a few members plain Python."""
+        if indices is None or isinstance(indices, torch.Tensor):
+            members = torch.arange(self.size) if indices is None else indices.reshape(-1).to("cpu", torch.int64)
+            if len(members) and indices is not None:
+                low, high = torch.aminmax(members)
+                if int(low) < 0 or int(high) >= self.size:
+                    self._check(int(low) if int(low) < 0 else int(high))  # raises IndexError naming it
+            pairs = members // 2 if self.antithetic else members
+            signs = (1 - 2 * (members % 2)) if self.antithetic else torch.ones(len(members), dtype=torch.int64)
+        else:
+            pairs_signs = [pair_index(self._check(i), self.antithetic) for i in indices]
+            pairs = [pair for pair, _ in pairs_signs]
+            signs = torch.tensor([sign for _, sign in pairs_signs], dtype=self.center.dtype)
+        slices = self.noise.gather(self.offsets[pairs], self.dim).to(self.center.dtype)
+        return slices, signs.to(device=slices.device, dtype=self.center.dtype).reshape(-1, 1)
 
-    def members(self, indices: Sequence[int] | None = None) -> torch.Tensor:
+    def noise_matrix(self, indices: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+        """The signed perturbations ``z_i`` of members ``indices`` (default all) as rows."""
+        slices, signs = self._slices_and_signs(indices)
+        return slices * signs
+
+    def members(self, indices: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
         """Members ``indices`` (default all) stacked into a ``(n, dim)`` matrix.
 
         This is the one place a population matrix is built; call it only for a
         batched forward pass over a chunk of members.
         """
-        indices = list(range(self.size)) if indices is None else [self._check(i) for i in indices]
-        if not indices:
-            return self.center.new_zeros((0, self.dim))
         if self.transform is not None or self.low_rank is not None or isinstance(self.scale, torch.Tensor):
             return self._clip(self.center.unsqueeze(0) + self._step(self.noise_matrix(indices)))
-        pairs, signs = zip(*(pair_index(i, self.antithetic) for i in indices))
-        slices = self.noise.gather(self.offsets[list(pairs)], self.dim).to(self.center.dtype)
-        scale = torch.tensor(signs, dtype=self.center.dtype, device=self.center.device)
-        members = torch.addcmul(self.center.unsqueeze(0), slices, scale.unsqueeze(1) * self.scale)
+        slices, signs = self._slices_and_signs(indices)
+        members = torch.addcmul(self.center.unsqueeze(0), slices, signs * self.scale)
         return self._clip(members)
 
     # ----------------------------------------------------------------- reductions
@@ -242,8 +251,12 @@ class Population:
         """``sum_i w_i z_i`` over the members (a ``dim`` vector in the noise dtype)."""
         return self.noise.weighted_sum(self.offsets, self.slice_weights(weights, signed=True), self.dim)
 
-    def square_norms(self) -> torch.Tensor:
-        """``|z_i|^2`` of every member (mirrored members share theirs), without the matrix."""
+    def square_norms(self, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """``|z_i|^2`` of every member, or of members ``indices`` (mirrored members share
+        theirs), without the matrix."""
+        if indices is not None:
+            members = indices.reshape(-1).to("cpu", torch.int64)
+            return self.noise.square_norms(self.offsets[members // 2 if self.antithetic else members], self.dim)
         norms = self.noise.square_norms(self.offsets, self.dim)
         if not self.antithetic:
             return norms
@@ -266,3 +279,14 @@ class Population:
         folded = self.slice_weights(weights, signed=False)
         total = self.noise.weighted_square_sum(self.offsets, folded, self.dim)
         return total.sub_(float(folded.sum()))
+
+    def linear_and_squared_sums(
+        self, weights: torch.Tensor, square_weights: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(linear_sum(weights), squared_sum(square_weights))`` (default: the same weights)
+        in one read of the noise slices, bit for bit the two reductions (SNES, PGPE, CEM and
+        sep-CMA-ES need both)."""
+        folded = self.slice_weights(weights if square_weights is None else square_weights, signed=False)
+        linear, square = self.noise.weighted_sums(
+            self.offsets, self.slice_weights(weights, signed=True), folded, self.dim)
+        return linear, square.sub_(float(folded.sum()))

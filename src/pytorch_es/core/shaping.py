@@ -27,9 +27,8 @@ def centered_ranks(rewards: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(rewards, dtype=torch.float64)
     flat = rewards.reshape(-1).to(torch.float64)
     ordered, order = torch.sort(flat, stable=True)
-    if bool((ordered[1:] > ordered[:-1]).all()):  # no ties: the rank is the sorted position
-        ranks = torch.empty(n, dtype=torch.float64).index_copy_(0, order, torch.arange(n, dtype=torch.float64))
-        return (ranks / (n - 1) - 0.5).reshape(rewards.shape)
+    if _strictly_increasing(ordered):  # no ties: the rank is the sorted position
+        return torch.empty(n, dtype=torch.float64).index_copy_(0, order, _centered_positions(n)).reshape(rewards.shape)
     _, inverse, counts = torch.unique(flat, sorted=True, return_inverse=True, return_counts=True)
     # Ranks 0..n-1 in sorted order; a group of c ties starting at rank s gets s + (c-1)/2.
     starts = torch.cumsum(counts, 0) - counts
@@ -72,7 +71,7 @@ def nes_utilities(rewards: torch.Tensor) -> torch.Tensor:
     single, group_sums = _nes_position_utilities(n)
     flat = rewards.reshape(-1).to(torch.float64)
     ordered, order = torch.sort(flat, stable=True)
-    if bool((ordered[1:] > ordered[:-1]).all()):  # no ties: each member takes its position's utility
+    if _strictly_increasing(ordered):  # no ties: each member takes its position's utility
         utilities = torch.empty(n, dtype=torch.float64).index_copy_(0, order, single)
         return (utilities - utilities.mean()).reshape(rewards.shape)
     _, inverse, counts = torch.unique(flat, sorted=True, return_inverse=True, return_counts=True)
@@ -80,6 +79,17 @@ def nes_utilities(rewards: torch.Tensor) -> torch.Tensor:
     group_mean = (group_sums[starts + counts] - group_sums[starts]) / counts.to(torch.float64)
     utilities = group_mean[inverse]
     return (utilities - utilities.mean()).reshape(rewards.shape)
+
+
+def _strictly_increasing(ordered: torch.Tensor) -> bool:
+    """No two sorted values are equal (no ties)."""
+    return bool((ordered.diff() > 0).all())
+
+
+@functools.lru_cache(maxsize=8)
+def _centered_positions(n: int) -> torch.Tensor:
+    """``k / (n - 1) - 0.5`` for positions ``k = 0 .. n-1`` (shared: do not modify)."""
+    return torch.arange(n, dtype=torch.float64) / (n - 1) - 0.5
 
 
 @functools.lru_cache(maxsize=8)

@@ -19,9 +19,10 @@ torch optimizers.
 
 Pairing rule: ``ask()`` is a pure function of the strategy's state (call it any
 number of times per generation); ``tell(rewards)`` always refers to the current
-generation. Once ``ask()`` has been used, a second ``tell()`` without a new
-``ask()`` is refused, and ``tell(rewards, population=p)`` checks that ``p`` is the
-current generation.
+generation, and learns from the population ``ask()`` returned (settings changed in
+between apply from the next generation). Once ``ask()`` has been used, a second
+``tell()`` without a new ``ask()`` is refused, and ``tell(rewards, population=p)``
+checks that ``p`` is the current generation.
 """
 
 from __future__ import annotations
@@ -193,8 +194,10 @@ class Strategy(ABC):
         self.noise = NoiseTable(self.seed, size, device=self.device, dtype=self._center.dtype)
         self.generation = 0
         self.best_fitness: float | None = None  # best of maximize-signed rewards so far
-        self.best_member: torch.Tensor | None = None
+        self._best_member: torch.Tensor | None = None
+        self._best_source: tuple[Population, int] | None = None  # built on first read of best_member
         self._asked_generation: int | None = None
+        self._asked_population: Population | None = None
 
     @staticmethod
     def _dim_of(center: Any) -> int:
@@ -249,6 +252,19 @@ class Strategy(ABC):
         return float(self.param_groups[0]["lr"])
 
     @property
+    def best_member(self) -> torch.Tensor | None:
+        """The best member seen so far (parameters), ``None`` before any tell; built from its
+        population's description when first read (a huge scale gives inf, not an error)."""
+        if self._best_source is not None:
+            population, index = self._best_source
+            self._best_member, self._best_source = population.members([index])[0], None
+        return self._best_member
+
+    @best_member.setter
+    def best_member(self, value: torch.Tensor | None) -> None:
+        self._best_member, self._best_source = value, None
+
+    @property
     def best_reward(self) -> float | None:
         """The best reward seen so far (in the caller's sign), ``None`` before any tell."""
         if self.best_fitness is None:
@@ -278,7 +294,8 @@ class Strategy(ABC):
     def ask(self) -> Population:
         """The population of the current generation (a description; no member matrix)."""
         self._asked_generation = self.generation
-        return self._population()
+        self._asked_population = self._population()
+        return self._asked_population
 
     def tell(
         self, rewards: Sequence[float] | torch.Tensor, population: Population | None = None
@@ -299,12 +316,14 @@ class Strategy(ABC):
                 f"tell() for generation {self.generation} without a matching ask(): the last ask() was for "
                 f"generation {self._asked_generation}; call ask() before each tell()"
             )
-        current = self._population()
+        asked = self._asked_population
+        current = asked if asked is not None and asked.generation == self.generation else self._population()
+        self._asked_population = None
         fitness = values if self.maximize else -values
         best = int(torch.argmax(fitness))
         if self.best_fitness is None or float(fitness[best]) > self.best_fitness:
             self.best_fitness = float(fitness[best])
-            self.best_member = current.members([best])[0]  # (a huge scale gives inf, not an error)
+            self._best_source = (current, best)
         stats = self._update(current, fitness)
         if isinstance(self.optimizer, Hyperparameters):
             self.optimizer.step()  # a no-op that tells lr schedulers a step happened
@@ -312,7 +331,8 @@ class Strategy(ABC):
             with torch.no_grad():
                 self._center.copy_(torch.minimum(torch.maximum(self._center, self.bounds[0]), self.bounds[1]))
         self.generation += 1
-        stats.setdefault("update_norm", float((self._center - current.center).norm()))
+        if "update_norm" not in stats:
+            stats["update_norm"] = float((self._center - current.center).norm())
         stats.setdefault("lr", self.lr)
         stats.update(scale_stats(*self._distribution(), self._low_rank()))
         return stats
@@ -391,7 +411,7 @@ class Strategy(ABC):
             self.seed, int(state["noise_table_size"]), device=self.device, dtype=self._center.dtype
         )
         self.optimizer.load_state_dict(state["optimizer"])
-        self._asked_generation = None
+        self._asked_generation, self._asked_population = None, None
 
 
 def check_optimizer_state(optimizer: Optimizer, state: Any) -> None:

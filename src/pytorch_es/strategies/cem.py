@@ -12,8 +12,8 @@ remaining places, fractionally):
                                                               variance + noise)
     extra_noise <- extra_noise * extra_noise_decay
 
-``m1`` and ``m2`` are noise-table reductions (:meth:`Population.linear_sum` and
-:meth:`Population.squared_sum` with weights ``1/k`` on the elites); no member matrix.
+``m1`` and ``m2`` are noise-table reductions in one read of the slices
+(:meth:`Population.linear_and_squared_sums` with weights ``1/k`` on the elites); no member matrix.
 ``lr``, ``extra_noise`` and ``extra_noise_decay`` live in ``param_groups[0]``. The
 ``k/(k-1)`` (the unbiased sample variance, as EvoTorch's CEM) keeps the scale from collapsing
 about ``1/k`` faster per generation than the elites' spread: with the biased ``1/k`` variance
@@ -66,8 +66,8 @@ class CEM(Strategy):
         above, tied = fitness > threshold, fitness == threshold
         weights = above.to(torch.float64) / k
         weights[tied] = (k - int(above.sum())) / (int(tied.sum()) * k)
-        m1 = population.linear_sum(weights).to(torch.float64)
-        m2 = population.squared_sum(weights).to(torch.float64) + 1.0
+        linear, squared = population.linear_and_squared_sums(weights)
+        m1, m2 = linear.to(torch.float64), squared.to(torch.float64) + 1.0
         group = self.param_groups[0]
         scale = self.scale.to(torch.float64)
         self._center.add_((group["lr"] * scale * m1).to(self._center.dtype))

@@ -13,9 +13,21 @@ and appendix A (defaults, negative weights included). With ``C = B D^2 B^T``, me
              + c_mu sum_i w_i^o y_i y_i^T,   w_i^o = w_i (w_i >= 0) or w_i n / |z_i|^2
 
 ``lambda = 4 + floor(3 ln n)``, ``mu = floor(lambda / 2)``, the weights and learning
-rates of table 1 (:func:`cma_parameters`). ``B, D`` are refreshed from ``C`` when
-``generation - last >= 1 / (10 n (c_1 + c_mu))`` (lazy eigendecomposition). The
-state is float64 whatever the center's dtype. ``lr`` is ``c_m`` (default 1).
+rates of table 1 (:func:`cma_parameters`). ``csa`` picks the step-size constants:
+
+    "tutorial" (default)  c_s = (mu_eff + 2) / (n + mu_eff + 5),
+                          d_s = 1 + 2 max(0, sqrt((mu_eff - 1) / (n + 1)) - 1) + c_s
+    "pycma"               pycma 4.5's: c_s = min(1/2, (mu_eff + 2) / (n + mu_eff + 3)),
+                          d_s = 1 + 2 max(0, a sqrt((mu_eff - 1) / (n + 1)) - 1) + c_s,
+                          a = max(1, 3 (1 - 2^(-n / 9)))
+
+``c_s`` differs a little at every ``lambda``; ``d_s`` only in large populations (IPOP,
+BIPOP), where pycma damps more (4.44 against 1.44 at ``lambda = 120``, ``n = 40``), so
+``sigma`` falls more slowly. ``bipop-cma-es`` defaults to ``"pycma"`` (docs/strategies.md).
+
+``B, D`` are refreshed from ``C`` when ``generation - last >= 1 / (10 n (c_1 + c_mu))``
+(lazy eigendecomposition). The state is float64 whatever the center's dtype. ``lr`` is
+``c_m`` (default 1).
 """
 
 from __future__ import annotations
@@ -29,10 +41,19 @@ from pytorch_es.core.checks import check_positive
 from pytorch_es.core.population import MAX_TRANSFORM_DIM, Population
 from pytorch_es.strategies.base import Hyperparameters, Strategy
 
+CSA_CONSTANTS = ("tutorial", "pycma")
 
-def cma_parameters(n: int, lam: int, *, separable: bool = False) -> dict[str, Any]:
+
+def check_csa(csa: str) -> str:
+    if csa not in CSA_CONSTANTS:
+        raise ValueError(f"csa must be one of {list(CSA_CONSTANTS)}, got {csa!r}")
+    return csa
+
+
+def cma_parameters(n: int, lam: int, *, separable: bool = False, csa: str = "tutorial") -> dict[str, Any]:
     """Weights and learning rates of Hansen (2016), table 1 (``separable``: the
-    sep-CMA-ES rates of Ros and Hansen (2008), in pycma's refined form)."""
+    sep-CMA-ES rates of Ros and Hansen (2008), in pycma's refined form), with the
+    step-size constants ``csa`` (see the module docstring)."""
     mu = lam // 2
     raw = torch.tensor([math.log((lam + 1) / 2) - math.log(i) for i in range(1, lam + 1)], dtype=torch.float64)
     positive, negative = raw[:mu], raw[mu:]
@@ -46,8 +67,12 @@ def cma_parameters(n: int, lam: int, *, separable: bool = False) -> dict[str, An
         c_1 = 2 / ((n + 1.3) ** 2 + mu_eff)
         c_mu = min(1 - c_1, 2 * (mu_eff - 2 + 1 / mu_eff) / ((n + 2) ** 2 + mu_eff))
         c_c = (4 + mu_eff / n) / (n + 4 + 2 * mu_eff / n)
-    c_s = (mu_eff + 2) / (n + mu_eff + 5)
-    d_s = 1 + 2 * max(0.0, math.sqrt((mu_eff - 1) / (n + 1)) - 1) + c_s
+    if check_csa(csa) == "pycma":
+        c_s = min(0.5, (mu_eff + 2) / (n + mu_eff + 3))
+        inner = max(1.0, 3 * (1 - 0.5 ** (n / 9)))
+    else:
+        c_s, inner = (mu_eff + 2) / (n + mu_eff + 5), 1.0
+    d_s = 1 + 2 * max(0.0, inner * math.sqrt((mu_eff - 1) / (n + 1)) - 1) + c_s
     weights = torch.zeros(lam, dtype=torch.float64)
     weights[:mu] = positive / positive.sum()
     if mu_eff_neg > 0:
@@ -62,15 +87,17 @@ class CMAES(Strategy):
     """CMA-ES for small and medium dimensions (``dim <= MAX_TRANSFORM_DIM``).
 
     ``sigma``: initial step size; ``population_size``: default ``4 + floor(3 ln n)``
-    (>= 4); ``lr``: ``c_m``. Rank-based: ``fitness_shaping`` is not used. Not
-    mirrored by default (``antithetic=False``)."""
+    (>= 4); ``lr``: ``c_m``; ``csa``: ``"tutorial"`` or ``"pycma"`` step-size constants
+    (module docstring; default ``default_csa``). Rank-based: ``fitness_shaping`` is not
+    used. Not mirrored by default (``antithetic=False``)."""
 
     name = "cma-es"
     min_population = 4
     separable = False
+    default_csa = "tutorial"
 
     def __init__(self, center: Any, *, population_size: int | None = None, sigma: float = 0.5,
-                 lr: float = 1.0, antithetic: bool = False, **common: Any) -> None:
+                 lr: float = 1.0, csa: str | None = None, antithetic: bool = False, **common: Any) -> None:
         dim = Strategy._dim_of(center)
         if not self.separable and dim > MAX_TRANSFORM_DIM:
             raise ValueError(
@@ -82,7 +109,8 @@ class CMAES(Strategy):
         super().__init__(center, population_size=lam, antithetic=antithetic, **common)
         self.sigma = check_positive("sigma", sigma)
         self.optimizer = Hyperparameters(lr=check_positive("lr", lr))
-        self.p = cma_parameters(self.dim, self.population_size, separable=self.separable)
+        self.csa = check_csa(self.default_csa if csa is None else csa)
+        self.p = cma_parameters(self.dim, self.population_size, separable=self.separable, csa=self.csa)
         n = self.dim
         f64 = {"dtype": torch.float64, "device": self.device}
         self.p_s = torch.zeros(n, **f64)
@@ -101,16 +129,23 @@ class CMAES(Strategy):
         p, n, mu = self.p, self.dim, self.p["mu"]
         order = torch.argsort(fitness, descending=True, stable=True)
         w = p["weights"]
-        if self.separable:  # noise-table reductions: no (population x dim) matrix
+        w_o = w.clone()  # by rank
+        negative = w < 0
+        if self.separable:  # noise-table reductions in one read: no (population x dim) matrix
+            norms = torch.ones(self.population_size, dtype=torch.float64)  # |z_i|^2, needed where w_i < 0
+            norms[negative] = population.square_norms(order[negative]).to("cpu", torch.float64)
+            w_o[negative] *= n / norms[negative].clamp(min=1e-300)
             member_w = torch.zeros(self.population_size, dtype=torch.float64)
             member_w[order[:mu]] = w[:mu]
-            z_w = population.linear_sum(member_w).to(device=self.device, dtype=torch.float64)
-            norms = population.square_norms().to("cpu", torch.float64)[order]
+            square_w = torch.zeros(self.population_size, dtype=torch.float64)
+            square_w[order] = w_o
+            z_w, squared = population.linear_and_squared_sums(member_w, square_w)
+            z_w = z_w.to(device=self.device, dtype=torch.float64)
         else:
-            z = population.noise_matrix(order.tolist()).to(torch.float64)  # ranked, best first
+            z = population.noise_matrix(order).to(torch.float64)  # ranked, best first
             y = (z * self.D) @ self.B.T
             z_w = w[:mu].to(self.device) @ z[:mu]
-            norms = z.square().sum(1).cpu()
+            w_o[negative] *= n / z.square().sum(1).cpu()[negative].clamp(min=1e-300)
         y_w = z_w * self.D if self.separable else self.B @ (self.D * z_w)
         c_s, c_c, c_1, c_mu = p["c_s"], p["c_c"], p["c_1"], p["c_mu"]
         with torch.no_grad():
@@ -123,16 +158,10 @@ class CMAES(Strategy):
         self.p_c.mul_(1 - c_c)
         if h_s:
             self.p_c.add_(y_w, alpha=math.sqrt(c_c * (2 - c_c) * p["mu_eff"]))
-        w_o = w.clone()  # by rank
-        negative = w < 0
-        w_o[negative] *= n / norms[negative].clamp(min=1e-300)
         delta = 0.0 if h_s else c_c * (2 - c_c)
         decay = 1 + c_1 * delta - c_1 - c_mu * float(w.sum())
         if self.separable:  # sum_i w_o,i y_i^2 = D^2 (sum_i w_o,i (z_i^2 - 1) + sum_i w_o,i)
-            member_w = torch.zeros(self.population_size, dtype=torch.float64)
-            member_w[order] = w_o
-            rank_mu = population.squared_sum(member_w).to(device=self.device, dtype=torch.float64)
-            rank_mu = (rank_mu + float(member_w.sum())) * self.C
+            rank_mu = (squared.to(device=self.device, dtype=torch.float64) + float(square_w.sum())) * self.C
             self.C.mul_(decay).add_(c_1 * self.p_c.square()).add_(c_mu * rank_mu)
             self.C.clamp_(min=1e-300)
             self.D = self.C.sqrt()
@@ -151,7 +180,12 @@ class CMAES(Strategy):
         self.D = eigenvalues.clamp(min=1e-300).sqrt()
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"sigma": self.sigma}
+        return {"sigma": self.sigma, "csa": self.csa}
+
+    def _set_hyperparameters(self, values: dict[str, Any]) -> None:
+        csa = check_csa(values.get("csa", "tutorial"))  # states from before the option: tutorial
+        if csa != self.csa:
+            self.csa, self.p = csa, cma_parameters(self.dim, self.population_size, separable=self.separable, csa=csa)
 
     def _extra_state(self) -> dict[str, Any]:
         return {"sigma": self.sigma, "p_s": self.p_s.clone(), "p_c": self.p_c.clone(), "C": self.C.clone(),

@@ -12,7 +12,7 @@ rewards ``u+-_k`` (zero-mean, so the baseline is 0):
 
 with ``c = scale_max_change`` (EvoTorch's ``stdev_max_change``, default 0.2) and
 ``scale_lr`` (``stdev_learning_rate``, default 0.1). Both sums are noise-table
-reductions (:meth:`Population.linear_sum`, :meth:`Population.squared_sum`).
+reductions in one read of the slices (:meth:`Population.linear_and_squared_sums`).
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ class PGPE(Strategy):
         utilities = self.fitness_shaping(fitness).to(torch.float64)
         pairs = len(population.offsets)
         group = self.param_groups[0]
-        g_mu = population.linear_sum(utilities).to(self._center).mul_(self.scale / (2 * pairs))
-        g_sigma = population.squared_sum(utilities).to(self._center).mul_(self.scale / (2 * pairs))
+        linear, squared = population.linear_and_squared_sums(utilities)
+        g_mu = linear.to(self._center).mul_(self.scale / (2 * pairs))
+        g_sigma = squared.to(self._center).mul_(self.scale / (2 * pairs))
         self._center.grad = -g_mu
         self.optimizer.step()
         self._center.grad = None

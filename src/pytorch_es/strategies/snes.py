@@ -13,7 +13,7 @@ zero-sum):
 Defaults of the paper: ``N = 4 + floor(3 ln d)``, ``eta_mu = 1``,
 ``eta_sigma = (3 + ln d) / (5 sqrt d)``. ``lr`` is ``eta_mu`` and ``scale_lr`` is
 ``eta_sigma``, both in ``param_groups``. Both sums come from the noise table
-(:meth:`Population.linear_sum`, :meth:`Population.squared_sum`), O(dim) memory.
+in one read of the slices (:meth:`Population.linear_and_squared_sums`), O(dim) memory.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ class SNES(Strategy):
     def _update(self, population: Population, fitness: torch.Tensor) -> dict[str, float]:
         utilities = self.fitness_shaping(fitness).to(torch.float64)
         group = self.param_groups[0]
-        g_mu = population.linear_sum(utilities).to(self._center)
-        g_sigma = population.squared_sum(utilities).to(self._center)
+        linear, squared = population.linear_and_squared_sums(utilities)
+        g_mu, g_sigma = linear.to(self._center), squared.to(self._center)
         self._center.add_(group["lr"] * self.scale * g_mu)
         self.scale.mul_(torch.exp(0.5 * group["scale_lr"] * g_sigma))
         return {"grad_norm": float(g_mu.norm())}
