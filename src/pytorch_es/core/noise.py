@@ -150,8 +150,7 @@ class NoiseTable:
         if len(offsets) * dim <= 1 << 22:
             slices = self.gather(offsets, dim)
             return slices.T.mv(weights), slices.square().T.mv(square_weights)
-        total, square_total = self._accumulate(offsets, dim, weights, square_weights)
-        return total, square_total
+        return self._accumulate(offsets, dim, weights, square_weights)
 
     def _accumulate(
         self, offsets: torch.Tensor, dim: int, weights: torch.Tensor | None, square_weights: torch.Tensor | None

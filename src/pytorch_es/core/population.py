@@ -194,11 +194,7 @@ class Population:
         signs (a column of +-1 in the center's dtype). A tensor of indices (or all members)
         takes tensor ops, a short list of a few members plain Python."""
         if indices is None or isinstance(indices, torch.Tensor):
-            members = torch.arange(self.size) if indices is None else indices.reshape(-1).to("cpu", torch.int64)
-            if len(members) and indices is not None:
-                low, high = torch.aminmax(members)
-                if int(low) < 0 or int(high) >= self.size:
-                    self._check(int(low) if int(low) < 0 else int(high))  # raises IndexError naming it
+            members = torch.arange(self.size) if indices is None else self._member_tensor(indices)
             pairs = members // 2 if self.antithetic else members
             signs = (1 - 2 * (members % 2)) if self.antithetic else torch.ones(len(members), dtype=torch.int64)
         else:
@@ -207,6 +203,15 @@ class Population:
             signs = torch.tensor([sign for _, sign in pairs_signs], dtype=self.center.dtype)
         slices = self.noise.gather(self.offsets[pairs], self.dim).to(self.center.dtype)
         return slices, signs.to(device=slices.device, dtype=self.center.dtype).reshape(-1, 1)
+
+    def _member_tensor(self, indices: torch.Tensor) -> torch.Tensor:
+        """``indices`` as a flat int64 CPU tensor, every one checked to be a member."""
+        members = indices.reshape(-1).to("cpu", torch.int64)
+        if len(members):
+            low, high = torch.aminmax(members)
+            if int(low) < 0 or int(high) >= self.size:
+                self._check(int(low) if int(low) < 0 else int(high))  # raises IndexError naming it
+        return members
 
     def noise_matrix(self, indices: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
         """The signed perturbations ``z_i`` of members ``indices`` (default all) as rows."""
@@ -255,7 +260,7 @@ class Population:
         """``|z_i|^2`` of every member, or of members ``indices`` (mirrored members share
         theirs), without the matrix."""
         if indices is not None:
-            members = indices.reshape(-1).to("cpu", torch.int64)
+            members = self._member_tensor(indices)
             return self.noise.square_norms(self.offsets[members // 2 if self.antithetic else members], self.dim)
         norms = self.noise.square_norms(self.offsets, self.dim)
         if not self.antithetic:

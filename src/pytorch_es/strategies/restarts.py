@@ -73,7 +73,6 @@ class Restarts:
         self.restarts, self.run_generation, self.large_runs = 0, 0, 0
         self.evaluations = {"large": 0, "small": 0}
         self.regime_now = "small"  # BIPOP's budget accounting: the first run counts as small
-        self.run_limit: float = math.inf  # the small regime's cap on this run's generations
         self.history: list[float] = []
 
     # ----------------------------------------------------------------- restarts
@@ -86,6 +85,14 @@ class Restarts:
         if self._should_stop(fitness):
             self._restart()
         return {**stats, "restarts": float(self.restarts)}
+
+    @property
+    def run_limit(self) -> float:
+        """The small regime's cap on this run's generations: half the large runs' evaluations
+        (constant while a small run lasts, so derived, not stored); none for other runs."""
+        if self.regime != "bipop" or self.regime_now != "small" or self.restarts == 0:
+            return math.inf
+        return 0.5 * self.evaluations["large"] / self.population_size
 
     def _should_stop(self, fitness: torch.Tensor) -> bool:
         n, lam = self.dim, self.population_size
@@ -101,7 +108,7 @@ class Restarts:
 
     def _restart(self) -> None:
         self.restarts += 1
-        sigma, self.run_limit = self.sigma0, math.inf
+        sigma = self.sigma0
         if self.regime == "ipop":
             lam = 2 * self.population_size
         elif self.evaluations["small"] >= max(1, self.evaluations["large"]):
@@ -112,7 +119,6 @@ class Restarts:
             u_size, u_sigma = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
             lam = max(self.min_population, int(self.lambda0 * 2 ** (self.large_runs * u_size**2)))
             sigma, self.regime_now = self.sigma0 * 10 ** (-2 * u_sigma), "small"
-            self.run_limit = 0.5 * self.evaluations["large"] / lam
         self._set_population_size(int(lam))
         self.sigma = float(sigma)
         with torch.no_grad():
@@ -129,8 +135,7 @@ class Restarts:
         return {**super()._extra_state(), "restart": {
             "sigma0": self.sigma0, "lambda0": self.lambda0, "center0": self.center0.clone(),
             "restarts": self.restarts, "run_generation": self.run_generation, "large_runs": self.large_runs,
-            "evaluations": dict(self.evaluations), "regime_now": self.regime_now, "history": list(self.history),
-            "run_limit": self.run_limit}}
+            "evaluations": dict(self.evaluations), "regime_now": self.regime_now, "history": list(self.history)}}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         super()._load_extra_state(state)
@@ -141,7 +146,6 @@ class Restarts:
             r["large_runs"])
         self.evaluations = {k: int(v) for k, v in r["evaluations"].items()}
         self.regime_now, self.history = str(r["regime_now"]), [float(v) for v in r["history"]]
-        self.run_limit = float(r.get("run_limit", math.inf))
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """As :meth:`Strategy.load_state_dict`; the state's population size may have grown
