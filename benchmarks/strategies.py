@@ -529,6 +529,12 @@ def speed_cell(algo: str, n: int, size: int, repeats: int) -> dict:
     return {"median_s": statistics.median(times), "peak_rss_mib": peak_mib}
 
 
+def milliseconds(seconds: float) -> str:
+    """Milliseconds to three significant digits (whole ones from 1000 up)."""
+    value = seconds * 1e3
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"
+
+
 def _cell_in_subprocess(command: list[str]) -> dict | str:
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if done.returncode != 0:
@@ -560,15 +566,15 @@ def speed(args: argparse.Namespace) -> None:
                 if not isinstance(ours, dict):
                     print(f"{algo:14s} dim {n:8d} population {size:5d}: refused ({ours})", flush=True)
                     continue
-                line = (f"{algo:14s} dim {n:8d} population {size:5d}: ours {ours['median_s'] * 1e3:9.2f} ms "
+                line = (f"{algo:14s} dim {n:8d} population {size:5d}: ours {milliseconds(ours['median_s']):>7s} ms "
                         f"({ours['peak_rss_mib']:,.0f} MiB)")
                 if floor_s:
-                    line += f", {ours['median_s'] / floor_s:.2f}x torch.mv ({floor_s * 1e3:.2f} ms)"
+                    line += f", {ours['median_s'] / floor_s:.2f}x torch.mv ({milliseconds(floor_s)} ms)"
                 for name, (python, runner, has) in peers.items():
                     if algo not in has or not os.path.exists(python):
                         continue
                     theirs = _cell_in_subprocess([python, runner, algo, str(n), str(size), str(args.repeats)])
-                    line += (f"; {name} {theirs['median_s'] * 1e3:.2f} ms ({theirs['peak_rss_mib']:,.0f} MiB), "
+                    line += (f"; {name} {milliseconds(theirs['median_s'])} ms ({theirs['peak_rss_mib']:,.0f} MiB), "
                              f"ratio {ours['median_s'] / theirs['median_s']:.2f}" if isinstance(theirs, dict)
                              else f"; {name} failed ({theirs})")
                 print(line, flush=True)

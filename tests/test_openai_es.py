@@ -86,6 +86,28 @@ def test_sgd_reproduces_the_original_update_rule():
     assert torch.allclose(strategy.center, expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inline_sgd_step_equals_torch_optim_step_bit_for_bit(dtype):
+    """Unwatched plain SGD is applied inline (no torch.optim wrapper); a registered step hook
+    makes the strategy call ``optimizer.step()`` instead. Both give the same bits."""
+    from pytorch_es.strategies.openai_es import plain_sgd_lr
+
+    inline, stepped = (OpenAIES(torch.zeros(30, dtype=dtype), population_size=10, lr=0.37, seed=4) for _ in "ab")
+    calls = []
+    stepped.optimizer.register_step_post_hook(lambda *args: calls.append(1))
+    assert plain_sgd_lr(inline.optimizer, inline.center) == 0.37
+    assert plain_sgd_lr(stepped.optimizer, stepped.center) is None
+    target = torch.linspace(-1, 1, 30, dtype=dtype)
+    for _ in range(8):
+        stats = [s.tell(quadratic_rewards(s.ask(), target)) for s in (inline, stepped)]
+        assert stats[0] == stats[1]
+    assert torch.equal(inline.center, stepped.center) and len(calls) == 8
+    assert inline.state_dict()["optimizer"] == stepped.state_dict()["optimizer"]
+    for unusual in ({"momentum": 0.9}, {"weight_decay": 0.1}, {"maximize": True}):
+        strategy = OpenAIES(torch.zeros(3), population_size=4, optimizer_kwargs=unusual, seed=0)
+        assert plain_sgd_lr(strategy.optimizer, strategy.center) is None
+
+
 def test_all_equal_rewards_give_a_zero_update_not_nan():
     for shaping in ("centered_ranks", "z_score", "raw"):
         strategy = OpenAIES(torch.ones(5), population_size=7, fitness_shaping=shaping, seed=0)

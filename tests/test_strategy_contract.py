@@ -47,6 +47,25 @@ def scale_of(strategy):
     return scale if isinstance(scale, torch.Tensor) else torch.tensor([scale])
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_an_lr_scheduler_drives_lr_and_sees_every_step(name):
+    """A scheduler wraps ``optimizer.step``: every tell must then call it (torch warns
+    "lr_scheduler.step() before optimizer.step()" otherwise), and step hooks run once a tell."""
+    import warnings
+
+    strategy = make(name, lr=0.8)
+    schedule = torch.optim.lr_scheduler.StepLR(strategy.optimizer, step_size=1, gamma=0.5)
+    hooked = []
+    strategy.optimizer.register_step_post_hook(lambda *args: hooked.append(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for generation in range(3):
+            run(strategy, 1)
+            schedule.step()
+            assert strategy.lr == pytest.approx(0.8 * 0.5 ** (generation + 1))
+    assert len(hooked) == 3
+
+
 def test_registry_lists_the_strategies_and_suggests_close_names():
     assert {"openai-es", "pgpe", "snes"} <= set(NAMES)
     assert strategies.get("OpenAI-ES") is strategies.OpenAIES

@@ -64,11 +64,13 @@ class NoiseTable:
         self.dtype = dtype
         self._values: torch.Tensor | None = None
         self._last_offsets: tuple[tuple[int, int, int], torch.Tensor] | None = None
+        self._windows: tuple[int, torch.Tensor] | None = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_values"] = None
         state["_last_offsets"] = None
+        state["_windows"] = None
         return state
 
     @property
@@ -107,8 +109,12 @@ class NoiseTable:
 
     def gather(self, offsets: torch.Tensor, dim: int) -> torch.Tensor:
         """Stack the slices at ``offsets`` into a ``(len(offsets), dim)`` matrix."""
-        windows = self.values.unfold(0, dim, 1)  # (size - dim + 1, dim) view, stride 1
-        return windows.index_select(0, offsets.to(self.device))
+        windows = getattr(self, "_windows", None)  # (tables pickled before it existed lack it)
+        if windows is None or windows[0] != dim:
+            windows = self._windows = (dim, self.values.unfold(0, dim, 1))  # (size - dim + 1, dim) view
+        if offsets.device != self.device:
+            offsets = offsets.to(self.device)
+        return windows[1].index_select(0, offsets)
 
     def weighted_sum(self, offsets: torch.Tensor, weights: torch.Tensor, dim: int) -> torch.Tensor:
         """``sum_k weights[k] * slice(offsets[k])`` without materialising the matrix.
@@ -119,7 +125,7 @@ class NoiseTable:
         slice would dominate).
         """
         weights = weights.to(device=self.device, dtype=self.dtype)
-        if len(offsets) * dim <= 1 << 22:
+        if offsets.shape[0] * dim <= 1 << 22:
             return self.gather(offsets, dim).T.mv(weights)
         if self.device.type != "cpu":  # on an accelerator: gathers of 2**24 values, no per-slice launch
             rows = max(1, (1 << 24) // dim)
@@ -133,7 +139,7 @@ class NoiseTable:
         """``sum_k weights[k] * slice(offsets[k])**2``, in the same O(dim) memory as
         :meth:`weighted_sum` (diagonal NES and PGPE adapt their scales with it)."""
         weights = weights.to(device=self.device, dtype=self.dtype)
-        if len(offsets) * dim <= 1 << 22:
+        if offsets.shape[0] * dim <= 1 << 22:
             slices = self.gather(offsets, dim)
             return slices.square().T.mv(weights)
         return self._accumulate(offsets, dim, None, weights)[1]
@@ -143,11 +149,11 @@ class NoiseTable:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`weighted_sum` with ``weights`` and :meth:`weighted_square_sum` with
         ``square_weights`` in one read of the slices, bit for bit the two calls' results."""
-        if self.device.type != "cpu" and len(offsets) * dim > 1 << 22:
+        if self.device.type != "cpu" and offsets.shape[0] * dim > 1 << 22:
             return self.weighted_sum(offsets, weights, dim), self.weighted_square_sum(offsets, square_weights, dim)
         weights = weights.to(device=self.device, dtype=self.dtype)
         square_weights = square_weights.to(device=self.device, dtype=self.dtype)
-        if len(offsets) * dim <= 1 << 22:
+        if offsets.shape[0] * dim <= 1 << 22:
             slices = self.gather(offsets, dim)
             return slices.T.mv(weights), slices.square().T.mv(square_weights)
         return self._accumulate(offsets, dim, weights, square_weights)

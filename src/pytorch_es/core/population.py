@@ -52,7 +52,8 @@ def scale_stats(
         scale = scale * (1 + 2 * columns + (u.T @ (u @ u.T)).mul(u.T).sum(1)).sqrt()
     if isinstance(scale, torch.Tensor):
         scale = scale.double()
-        return {"scale_mean": float(scale.mean()), "scale_min": float(scale.min()), "scale_max": float(scale.max())}
+        low, high = torch.aminmax(scale)
+        return {"scale_mean": float(scale.mean()), "scale_min": float(low), "scale_max": float(high)}
     scale = float(scale)
     return {"scale_mean": scale, "scale_min": scale, "scale_max": scale}
 
@@ -237,8 +238,8 @@ class Population:
         pair when ``signed`` (for ``sum_i w_i z_i``), ``w_2k + w_2k+1`` otherwise (for
         even functions of ``z_i`` such as ``z_i**2``)."""
         weights = weights.to(torch.float64)
-        if len(weights) != self.size:
-            raise ValueError(f"expected {self.size} weights (one per member), got {len(weights)}")
+        if weights.shape[0] != self.size:
+            raise ValueError(f"expected {self.size} weights (one per member), got {weights.shape[0]}")
         if not self.antithetic:
             return weights
         n = self.size

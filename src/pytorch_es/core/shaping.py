@@ -25,10 +25,11 @@ def centered_ranks(rewards: torch.Tensor) -> torch.Tensor:
     n = rewards.numel()
     if n < 2:
         return torch.zeros_like(rewards, dtype=torch.float64)
-    flat = rewards.reshape(-1).to(torch.float64)
+    flat = _flat_float64(rewards)
     ordered, order = torch.sort(flat, stable=True)
     if _strictly_increasing(ordered):  # no ties: the rank is the sorted position
-        return torch.empty(n, dtype=torch.float64).index_copy_(0, order, _centered_positions(n)).reshape(rewards.shape)
+        ranks = torch.empty(n, dtype=torch.float64).index_copy_(0, order, _centered_positions(n))
+        return ranks if rewards.dim() == 1 else ranks.reshape(rewards.shape)
     _, inverse, counts = torch.unique(flat, sorted=True, return_inverse=True, return_counts=True)
     # Ranks 0..n-1 in sorted order; a group of c ties starting at rank s gets s + (c-1)/2.
     starts = torch.cumsum(counts, 0) - counts
@@ -69,11 +70,12 @@ def nes_utilities(rewards: torch.Tensor) -> torch.Tensor:
     if n < 2:
         return torch.zeros_like(rewards, dtype=torch.float64)
     single, group_sums = _nes_position_utilities(n)
-    flat = rewards.reshape(-1).to(torch.float64)
+    flat = _flat_float64(rewards)
     ordered, order = torch.sort(flat, stable=True)
     if _strictly_increasing(ordered):  # no ties: each member takes its position's utility
         utilities = torch.empty(n, dtype=torch.float64).index_copy_(0, order, single)
-        return (utilities - utilities.mean()).reshape(rewards.shape)
+        utilities = utilities - utilities.mean()
+        return utilities if rewards.dim() == 1 else utilities.reshape(rewards.shape)
     _, inverse, counts = torch.unique(flat, sorted=True, return_inverse=True, return_counts=True)
     starts = torch.cumsum(counts, 0) - counts
     group_mean = (group_sums[starts + counts] - group_sums[starts]) / counts.to(torch.float64)
@@ -81,9 +83,16 @@ def nes_utilities(rewards: torch.Tensor) -> torch.Tensor:
     return (utilities - utilities.mean()).reshape(rewards.shape)
 
 
+def _flat_float64(rewards: torch.Tensor) -> torch.Tensor:
+    """``rewards`` as a 1-D float64 tensor (itself when it already is one)."""
+    if rewards.dim() == 1 and rewards.dtype == torch.float64:
+        return rewards
+    return rewards.reshape(-1).to(torch.float64)
+
+
 def _strictly_increasing(ordered: torch.Tensor) -> bool:
     """No two sorted values are equal (no ties)."""
-    return bool((ordered.diff() > 0).all())
+    return bool(torch.lt(ordered[:-1], ordered[1:]).all())
 
 
 @functools.lru_cache(maxsize=8)

@@ -145,7 +145,7 @@ class CMAES(Strategy):
             z = population.noise_matrix(order).to(torch.float64)  # ranked, best first
             y = (z * self.D) @ self.B.T
             z_w = w[:mu].to(self.device) @ z[:mu]
-            w_o[negative] *= n / z.square().sum(1).cpu()[negative].clamp(min=1e-300)
+            w_o[negative] *= n / z[negative.to(z.device)].square().sum(1).cpu().clamp(min=1e-300)
         y_w = z_w * self.D if self.separable else self.B @ (self.D * z_w)
         c_s, c_c, c_1, c_mu = p["c_s"], p["c_c"], p["c_1"], p["c_mu"]
         with torch.no_grad():

@@ -23,7 +23,12 @@ from pytorch_es.core.checks import check_decay, check_population_size, check_pos
 from pytorch_es.core.parameters import ParametersLike
 from pytorch_es.core.population import Population
 from pytorch_es.core.shaping import FitnessShaping
-from pytorch_es.strategies.base import Strategy, as_reward_tensor, new_seed  # noqa: F401 - re-exported
+from pytorch_es.strategies.base import (  # noqa: F401 - as_reward_tensor, new_seed: re-exported
+    Strategy,
+    as_reward_tensor,
+    new_seed,
+    step_is_watched,
+)
 from pytorch_es.strategies.clipup import ClipUp
 
 OptimizerFactory = Callable[[list[torch.Tensor]], Optimizer]
@@ -63,6 +68,21 @@ def make_optimizer(
             )
         return built
     raise TypeError(f"optimizer must be a name or a callable, got {type(optimizer).__name__}")
+
+
+def plain_sgd_lr(optimizer: Optimizer, center: torch.Tensor) -> float | None:
+    """The learning rate when ``optimizer`` is a plain ``torch.optim.SGD`` over a CPU ``center``
+    (no momentum, weight decay, maximize or fused kernel, a float lr) whose step nothing
+    watches (:func:`step_is_watched`), else ``None``. Its step is then ``theta -= lr grad``,
+    which the strategy applies itself without torch.optim's per-step overhead."""
+    if type(optimizer) is not torch.optim.SGD or center.device.type != "cpu" or len(optimizer.param_groups) != 1:
+        return None
+    group = optimizer.param_groups[0]
+    lr = group["lr"]
+    if (type(lr) is not float or group["momentum"] != 0 or group["weight_decay"] != 0 or group["maximize"]
+            or group.get("fused") or group.get("differentiable") or step_is_watched(optimizer)):
+        return None
+    return lr
 
 
 class OpenAIES(Strategy):
@@ -133,17 +153,21 @@ class OpenAIES(Strategy):
     def _gradient(self, population: Population, fitness: torch.Tensor) -> torch.Tensor:
         utilities = self.fitness_shaping(fitness).to(torch.float64)
         total = population.linear_sum(utilities)
-        return total.div_(len(utilities) * population.sigma).to(self._center.dtype)
+        return total.div_(utilities.shape[0] * population.sigma).to(self._center.dtype)
 
     def _update(self, population: Population, fitness: torch.Tensor) -> dict[str, float]:
         gradient = self._gradient(population, fitness)
-        self._center.grad = gradient.neg_()
-        self.optimizer.step()
-        self._center.grad = None
-        update_norm = float((self._center - population.center).norm())
+        lr = plain_sgd_lr(self.optimizer, self._center)
+        if lr is not None:  # theta += lr g: what SGD's step computes from grad -g, bit for bit
+            self._center.add_(gradient, alpha=lr)
+        else:
+            self._center.grad = gradient.neg()
+            self.optimizer.step()
+            self._center.grad = None
+        update_norm = float(torch.linalg.vector_norm(self._center - population.center))
         self.sigma = max(self.sigma * self.sigma_decay, self.sigma_min)
-        return {"grad_norm": float(gradient.norm()), "update_norm": update_norm, "sigma": self.sigma,
-                "lr": self.lr}
+        return {"grad_norm": float(torch.linalg.vector_norm(gradient)), "update_norm": update_norm,
+                "sigma": self.sigma, "lr": self.lr}
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"sigma": self.sigma, "sigma_decay": self.sigma_decay, "sigma_min": self.sigma_min}

@@ -62,7 +62,7 @@ class PGPE(Strategy):
         change = group["scale_max_change"]
         new = self.scale + group["scale_lr"] * g_sigma
         self.scale = torch.minimum(torch.maximum(new, self.scale * (1 - change)), self.scale * (1 + change))
-        return {"grad_norm": float(g_mu.norm())}
+        return {"grad_norm": float(torch.linalg.vector_norm(g_mu))}
 
     def _extra_state(self) -> dict[str, Any]:
         return {"scale": self.scale.clone()}

@@ -62,7 +62,7 @@ class SNES(Strategy):
         g_mu, g_sigma = linear.to(self._center), squared.to(self._center)
         self._center.add_(group["lr"] * self.scale * g_mu)
         self.scale.mul_(torch.exp(0.5 * group["scale_lr"] * g_sigma))
-        return {"grad_norm": float(g_mu.norm())}
+        return {"grad_norm": float(torch.linalg.vector_norm(g_mu))}
 
     def _extra_state(self) -> dict[str, Any]:
         return {"scale": self.scale.clone()}

@@ -63,9 +63,11 @@ class XNES(Strategy):
         z = population.noise_matrix().to(torch.float64)
         d = self.dim
         g_delta = u @ z
-        g_m = (z.T * u) @ z - float(u.sum()) * torch.eye(d, dtype=torch.float64, device=self.device)
+        g_m = (z.T * u) @ z
+        g_m.diagonal().sub_(float(u.sum()))  # - sum(u) I
         g_sigma = float(torch.trace(g_m)) / d
-        g_b = g_m - g_sigma * torch.eye(d, dtype=torch.float64, device=self.device)
+        g_b = g_m
+        g_b.diagonal().sub_(g_sigma)  # - g_sigma I
         group = self.param_groups[0]
         self._center.add_((group["lr"] * self.sigma * (self.B @ g_delta)).to(self._center.dtype))
         self.sigma *= math.exp(0.5 * group["scale_lr"] * g_sigma)
