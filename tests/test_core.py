@@ -217,3 +217,31 @@ def test_square_norms_of_some_members_equal_those_of_all(dim, antithetic):
     population = Population(torch.zeros(dim), 0.5, NoiseTable(9, 4 * dim), 1, 9, antithetic)
     some = torch.tensor([8, 0, 5, 3])
     assert torch.equal(population.square_norms(some), population.square_norms()[some])
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-13), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("norm", [0.0, 1e-10, 0.05, 0.3, 1.0, 7.0, 60.0])
+def test_expm_agrees_with_torch_matrix_exp(dtype, tolerance, symmetric, norm):
+    """``core.linalg.expm`` (scaling and squaring with a Paterson-Stockmeyer Taylor
+    polynomial) against ``torch.linalg.matrix_exp`` in float64, relative to the largest entry,
+    across the norms where it takes no squaring, a few and many."""
+    from pytorch_es.core.linalg import expm
+
+    matrix = torch.randn(30, 30, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    matrix = (matrix + matrix.T) / 2 if symmetric else matrix
+    matrix = (matrix / torch.linalg.matrix_norm(matrix, 1) * norm).to(dtype)
+    reference = torch.linalg.matrix_exp(matrix.double())
+    error = (expm(matrix).double() - reference).abs().max() / reference.abs().max()
+    assert expm(matrix).dtype == dtype and float(error) < tolerance
+
+
+def test_expm_refuses_what_it_cannot_exponentiate():
+    from pytorch_es.core.linalg import expm
+
+    with pytest.raises(ValueError, match="square floating-point"):
+        expm(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="square floating-point"):
+        expm(torch.zeros(2, 2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="finite"):
+        expm(torch.tensor([[0.0, math.nan], [0.0, 0.0]]))

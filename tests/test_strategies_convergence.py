@@ -200,3 +200,17 @@ def test_cma_es_step_size_constants_of_the_tutorial_or_of_pycma():
         for strategy in (made, resumed):
             strategy.tell(rastrigin(strategy.ask().members()))
     assert torch.equal(made.center, resumed.center)
+
+
+def test_cma_es_rank_mu_update_is_the_same_from_z_or_from_y():
+    """Above ``lambda = 4 n`` the rank-mu term is ``(B D)(sum w z z^T)(B D)^T``; it equals the
+    sum over ``y_i = B D z_i`` the smaller populations form."""
+    strategy = strategies.get("cma-es")(torch.zeros(6), population_size=40, seed=2, maximize=False)
+    for _ in range(30):  # a non-trivial B and D
+        strategy.tell(rastrigin(strategy.ask().members()))
+    z = torch.randn(40, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    w_o = torch.linspace(1.0, -0.5, 40, dtype=torch.float64)
+    y = (z * strategy.D) @ strategy.B.T
+    from_y = (y.T * w_o) @ y
+    assert not torch.allclose(strategy.B, torch.eye(6, dtype=torch.float64))
+    assert torch.allclose(strategy._rank_mu(z, w_o), from_y, rtol=0, atol=1e-12 * float(from_y.abs().max()))

@@ -143,7 +143,6 @@ class CMAES(Strategy):
             z_w = z_w.to(device=self.device, dtype=torch.float64)
         else:
             z = population.noise_matrix(order).to(torch.float64)  # ranked, best first
-            y = (z * self.D) @ self.B.T
             z_w = w[:mu].to(self.device) @ z[:mu]
             w_o[negative] *= n / z[negative.to(z.device)].square().sum(1).cpu().clamp(min=1e-300)
         y_w = z_w * self.D if self.separable else self.B @ (self.D * z_w)
@@ -167,12 +166,22 @@ class CMAES(Strategy):
             self.D = self.C.sqrt()
         else:
             self.C.mul_(decay).add_(torch.outer(self.p_c, self.p_c), alpha=c_1)
-            self.C.add_((y.T * w_o.to(self.device)) @ y, alpha=c_mu)
+            self.C.add_(self._rank_mu(z, w_o.to(self.device)), alpha=c_mu)
             if g - self.eigen_generation >= 1 / (10 * n * (c_1 + c_mu)):
                 self._decompose()
                 self.eigen_generation = g
         self.sigma *= math.exp(min(1.0, c_s / p["d_s"] * (norm / p["chi_n"] - 1)))  # capped as in pycma
         return {"sigma": self.sigma}
+
+    def _rank_mu(self, z: torch.Tensor, w_o: torch.Tensor) -> torch.Tensor:
+        """``sum_i w_o,i y_i y_i^T`` with ``y_i = B D z_i``: from the ``y_i`` (``4 lambda n^2``
+        flops), or above ``lambda = 4 n`` as ``(B D) (sum_i w_o,i z_i z_i^T) (B D)^T``
+        (``2 lambda n^2 + 4 n^3``), which large IPOP/BIPOP populations take."""
+        if self.population_size <= 4 * self.dim:
+            y = (z * self.D) @ self.B.T
+            return (y.T * w_o) @ y
+        transform = self.B * self.D
+        return transform @ ((z.T * w_o) @ z) @ transform.T
 
     def _decompose(self) -> None:
         self.C = (self.C + self.C.T) / 2

@@ -13,7 +13,8 @@ NES utilities ``u_i`` (zero-sum):
 
 Defaults: ``N = 4 + floor(3 ln d)``, ``eta_mu = 1``,
 ``eta_sigma = eta_B = 3 (3 + ln d) / (5 d sqrt d)``. ``lr`` is ``eta_mu``; ``scale_lr``
-(``eta_sigma``) and ``transform_lr`` (``eta_B``) are in ``param_groups[0]``.
+(``eta_sigma``) and ``transform_lr`` (``eta_B``) are in ``param_groups[0]``. ``expm`` is
+``core.linalg.expm`` (Taylor with scaling and squaring).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 
 from pytorch_es.core.checks import check_positive
+from pytorch_es.core.linalg import expm
 from pytorch_es.core.population import MAX_TRANSFORM_DIM, Population
 from pytorch_es.strategies.base import Hyperparameters, Strategy
 
@@ -71,7 +73,7 @@ class XNES(Strategy):
         group = self.param_groups[0]
         self._center.add_((group["lr"] * self.sigma * (self.B @ g_delta)).to(self._center.dtype))
         self.sigma *= math.exp(0.5 * group["scale_lr"] * g_sigma)
-        self.B = self.B @ torch.linalg.matrix_exp(0.5 * group["transform_lr"] * g_b)
+        self.B = self.B @ expm(0.5 * group["transform_lr"] * g_b)
         return {"sigma": self.sigma}
 
     def hyperparameters(self) -> dict[str, Any]:
