@@ -35,11 +35,12 @@ def test_the_cartpole_preset_sets_what_the_first_release_tuned():
 
 
 def test_an_env_without_preset_takes_the_generic_defaults_and_its_threshold():
-    config = resolve_config("MountainCar-v0", new_seed=lambda: 1)
-    assert config.origin.startswith("no preset for MountainCar-v0: generic defaults (a linear policy")
-    assert config.target == -110.0 and config.strategy.population_size == 64 and config.policy.hidden == ()
+    config = resolve_config("Pendulum-v1", new_seed=lambda: 1)
+    assert config.origin.startswith("no preset for Pendulum-v1: generic defaults (a linear policy")
+    assert config.target is None and config.strategy.population_size == 64 and config.policy.hidden == ()
     # the dataclass defaults are generic.toml's
-    assert TrainConfig(env_id="MountainCar-v0", seed=1, target=-110.0) == config
+    assert TrainConfig(env_id="Pendulum-v1", seed=1, target=None) == config
+    assert resolve_config("MountainCar-v0", new_seed=lambda: 1).origin == "preset MountainCar-v0"
 
 
 def test_another_strategy_on_a_preset_env_borrows_the_env_settings_not_the_strategy_ones():
@@ -65,7 +66,8 @@ def test_an_env_whose_own_preset_is_not_openai_es_trains_with_that_strategy():
     """``pytorch-es train Swimmer-v5`` takes its preset (ARS) without ``--algo``; the ARS preset
     sits on ARS's generic settings (no optimizer, no shaping); ``--algo openai-es`` says why it
     gets the generic defaults."""
-    assert default_strategy("Swimmer-v5") == "ars" and default_strategy("MountainCar-v0") == "openai-es"
+    assert default_strategy("Swimmer-v5") == "ars" and default_strategy("Pendulum-v1") == "openai-es"
+    assert default_strategy("MountainCar-v0") == "cma-es"
     config = resolve_config("Swimmer-v5", new_seed=lambda: 1)
     assert config.origin == "preset Swimmer-v5" and config.strategy.name == "ars"
     assert config.strategy.optimizer is None and config.strategy.fitness_shaping is None

@@ -145,3 +145,50 @@ def test_hopper_on_envpool_gives_identical_results_on_serial_and_processes(capsy
         with open(run / "metrics.csv") as file:
             rows[backend] = [{k: v for k, v in row.items() if k != "wall_time"} for row in csv.DictReader(file)]
     assert rows["serial"] == rows["processes"] and len(rows["serial"]) == 2
+
+
+def _auto_run(capsys, out, env_id: str = "CartPole-v1", *options: str) -> tuple[str, dict]:
+    """A 2-generation ``train ENV --vector auto``: its start line and config.json."""
+    import json
+
+    code, stdout, err = run_cli(capsys, "train", env_id, "--vector", "auto", "--generations", "2", "--seed", "3",
+                                "--population", "8", "--target", "none", "--out", str(out), *options)
+    assert code == 0, err
+    return stdout.splitlines()[0], json.loads((out / "config.json").read_text())
+
+
+def test_vector_auto_without_envpool_runs_gymnasium_and_says_so(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "envpool", None)
+    line, config = _auto_run(capsys, tmp_path / "run")
+    assert "gymnasium envs (auto: envpool is not installed)" in line
+    assert config["problem"]["vector"] == "gymnasium"  # recorded: a resumed run keeps its envs
+
+
+@needs_envpool
+def test_vector_auto_picks_envpool_and_records_the_choice(capsys, tmp_path):
+    import csv
+
+    line, config = _auto_run(capsys, tmp_path / "auto")
+    assert "envpool envs (auto: EnvPool has it" in line and config["problem"]["vector"] == "envpool"
+    code, _, err = run_cli(capsys, "train", "CartPole-v1", "--vector", "envpool", "--generations", "2", "--seed", "3",
+                           "--population", "8", "--target", "none", "--quiet", "--out", str(tmp_path / "explicit"))
+    assert code == 0, err
+
+    def rewards(run: str) -> list[tuple[str, str]]:
+        with open(tmp_path / run / "metrics.csv") as file:
+            return [(row["reward_mean"], row["test_reward"]) for row in csv.DictReader(file)]
+
+    assert rewards("auto") == rewards("explicit")  # the same run as --vector envpool
+
+
+@needs_envpool
+def test_vector_auto_on_an_env_envpool_lacks_runs_gymnasium(capsys, tmp_path):
+    import gymnasium as gym
+
+    gym.register("PytorchEsTest/CartPoleCopy-v0", entry_point="gymnasium.envs.classic_control:CartPoleEnv",
+                 max_episode_steps=50)
+    try:
+        line, config = _auto_run(capsys, tmp_path / "run", "PytorchEsTest/CartPoleCopy-v0")
+    finally:
+        gym.registry.pop("PytorchEsTest/CartPoleCopy-v0")
+    assert "(auto: EnvPool has no PytorchEsTest/CartPoleCopy-v0)" in line and config["problem"]["vector"] == "gymnasium"

@@ -66,10 +66,11 @@ def add_parser(commands: Any) -> None:
     add("--test-every", type=common.positive_int(), help="test period in generations")
     add("--test-episodes", type=common.positive_int(), help="episodes of a greedy test")
     add("--backend", choices=("auto", "serial", "threads", "processes", "ray"), help="where members run")
-    add("--vector", choices=("gymnasium", "torch", "envpool"),
+    add("--vector", choices=("gymnasium", "torch", "envpool", "auto"),
         help="envs: Gymnasium's (default), torch-native ones, the whole generation on --device "
-        "(CartPole-v1, Acrobot-v1, Pendulum-v1, MountainCar-v0, MountainCarContinuous-v0), or EnvPool's C++ "
-        "envs (pip install \"pytorch-es[envpool]\"; EnvPool's physics: scores comparable, not bit-identical)")
+        "(CartPole-v1, Acrobot-v1, Pendulum-v1, MountainCar-v0, MountainCarContinuous-v0), EnvPool's C++ "
+        "envs (pip install \"pytorch-es[envpool]\"; EnvPool's physics: scores comparable, not bit-identical), "
+        "or auto: EnvPool where it is installed and has the env, else Gymnasium (the start line says which)")
     add("--device", help="where the noise, the update (and with --vector torch the rollouts) run: "
         "cpu (default), cuda or cuda:N")
     add("--workers", type=common.positive_int(), help="worker processes / actors")

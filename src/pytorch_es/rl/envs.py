@@ -45,6 +45,7 @@ __all__ = [
     "VectorEntryPointBatch",
     "check_env_id",
     "check_spaces",
+    "choose_vector",
     "env_spaces",
     "envpool_env_ids",
     "is_pixel_space",
@@ -405,6 +406,23 @@ def check_envpool_env(env_id: str) -> str:
             "envs (e.g. Hopper-v5, HalfCheetah-v5, LunarLander-v3, CartPole-v1); use --vector gymnasium"
         )
     return env_id
+
+
+def choose_vector(env_id: str) -> tuple[str, str]:
+    """What ``--vector auto`` runs ``env_id`` on, and why: ``"envpool"`` where EnvPool is
+    installed and has the env (never slower in ``benchmarks/vector_speed.py``: 1.0x to 6.5x
+    Gymnasium's env steps per second on one core, docs/mujoco.md), else ``"gymnasium"``.
+    Decided once, when a run starts; the run records the choice, so a resumed run keeps its
+    envs."""
+    if not _importable("envpool"):
+        return "gymnasium", "auto: envpool is not installed"
+    try:
+        ids = envpool_env_ids()
+    except ValueError:  # installed but broken
+        return "gymnasium", "auto: envpool cannot be imported"
+    if env_id not in ids:
+        return "gymnasium", f"auto: EnvPool has no {env_id}"
+    return "envpool", "auto: EnvPool has it and steps faster; its physics, not Gymnasium's"
 
 
 class EnvPoolBatch(Batch):

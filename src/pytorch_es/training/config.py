@@ -44,7 +44,7 @@ __all__ = [
 
 NONE = "none"
 BACKENDS = ("auto", "serial", "threads", "processes", "ray")
-VECTORS = ("gymnasium", "torch", "envpool")
+VECTORS = ("gymnasium", "torch", "envpool", "auto")
 OPTIMIZERS = ("sgd", "adam", "adamw", "clipup")
 SHAPINGS = ("centered_ranks", "z_score", "raw", "nes")
 MAX_SEED = (1 << 63) - 1

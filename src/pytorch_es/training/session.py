@@ -17,7 +17,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +177,12 @@ class Run:
             self.config = config = _with(config, out=str(self._directory))
         if not os.access(self.directory, os.W_OK):
             raise ValueError(f"run directory {str(self.directory)!r} is not writable")
+        self.vector_choice = None
+        if config.problem.vector == "auto":  # decided once; config.json records the choice
+            from pytorch_es.rl.envs import choose_vector
+
+            vector, self.vector_choice = choose_vector(config.env_id)
+            self.config = config = _with(config, problem=replace(config.problem, vector=vector))
         check_settings(config)
         self.problem = make_problem(config)
         check_run_costs(config, self.problem.policy.num_parameters)
@@ -256,6 +262,7 @@ class Run:
             f"{config.env_id}: {where}; {self.problem.policy.describe()}, "
             f"population {config.strategy.population_size}, seed {config.seed}, target {config.target}, "
             + (f"reward shift {shift:g} (training only), " if shift else "")
+            + (f"{config.problem.vector} envs ({self.vector_choice}), " if self.vector_choice else "")
             + f"{describe_evaluator(evaluator, config.evaluation.timeout)} "
             f"({config.evaluation.backend}: {self.choice.reason}); run directory {self.directory}"
             + (f"; {origin}" if origin and not origin.startswith("preset " + config.env_id) else "")
