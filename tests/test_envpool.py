@@ -188,7 +188,8 @@ def test_vector_auto_on_an_env_envpool_lacks_runs_gymnasium(capsys, tmp_path):
     gym.register("PytorchEsTest/CartPoleCopy-v0", entry_point="gymnasium.envs.classic_control:CartPoleEnv",
                  max_episode_steps=50)
     try:
-        line, config = _auto_run(capsys, tmp_path / "run", "PytorchEsTest/CartPoleCopy-v0")
+        # serial: worker processes would not know the env registered here
+        line, config = _auto_run(capsys, tmp_path / "run", "PytorchEsTest/CartPoleCopy-v0", "--backend", "serial")
     finally:
         gym.registry.pop("PytorchEsTest/CartPoleCopy-v0")
     assert "(auto: EnvPool has no PytorchEsTest/CartPoleCopy-v0)" in line and config["problem"]["vector"] == "gymnasium"
