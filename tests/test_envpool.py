@@ -147,11 +147,11 @@ def test_hopper_on_envpool_gives_identical_results_on_serial_and_processes(capsy
     assert rows["serial"] == rows["processes"] and len(rows["serial"]) == 2
 
 
-def _auto_run(capsys, out, env_id: str = "CartPole-v1", *options: str) -> tuple[str, dict]:
-    """A 2-generation ``train ENV --vector auto``: its start line and config.json."""
+def _auto_run(capsys, out, env_id: str = "CartPole-v1", *options: str, vector: str = "auto") -> tuple[str, dict]:
+    """A 2-generation ``train ENV --vector VECTOR``: its start line and config.json."""
     import json
 
-    code, stdout, err = run_cli(capsys, "train", env_id, "--vector", "auto", "--generations", "2", "--seed", "3",
+    code, stdout, err = run_cli(capsys, "train", env_id, "--vector", vector, "--generations", "2", "--seed", "3",
                                 "--population", "8", "--target", "none", "--out", str(out), *options)
     assert code == 0, err
     return stdout.splitlines()[0], json.loads((out / "config.json").read_text())
@@ -170,9 +170,7 @@ def test_vector_auto_picks_envpool_and_records_the_choice(capsys, tmp_path):
 
     line, config = _auto_run(capsys, tmp_path / "auto")
     assert "envpool envs (auto: EnvPool has it" in line and config["problem"]["vector"] == "envpool"
-    code, _, err = run_cli(capsys, "train", "CartPole-v1", "--vector", "envpool", "--generations", "2", "--seed", "3",
-                           "--population", "8", "--target", "none", "--quiet", "--out", str(tmp_path / "explicit"))
-    assert code == 0, err
+    _auto_run(capsys, tmp_path / "explicit", vector="envpool")
 
     def rewards(run: str) -> list[tuple[str, str]]:
         with open(tmp_path / run / "metrics.csv") as file:
